@@ -1,0 +1,63 @@
+# The two commands of the README: `make run` (set up, then a real completion through the real server
+# on examples/) and `make test` (set up, then the whole suite). Both are idempotent and quick the
+# second time: the built llama-cpp-python wheel and the assembled model are cached outside the repo.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LLAMA_VERSION := 0.3.36
+BUILD_CACHE ?= $(HOME)/.cache/hushcode-build
+# llama.cpp is compiled for the CPU it is built on: one wheel per CPU feature set.
+CPU_KEY := $(shell (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m) | md5sum | cut -c1-12)
+WHEELS := $(BUILD_CACHE)/wheels/$(CPU_KEY)
+STAMP := $(VENV)/.hushcode-setup
+
+.PHONY: all setup llama model run test check format bench bench-quick vsix clean
+
+all: run
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+llama: $(BIN)/python
+	@if $(BIN)/python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_VERSION)')" 2>/dev/null; then \
+	  echo "llama-cpp-python $(LLAMA_VERSION) is installed"; \
+	else \
+	  whl=$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl 2>/dev/null | head -n1); \
+	  if [ -z "$$whl" ]; then \
+	    echo "building llama-cpp-python $(LLAMA_VERSION) from source (about 8 minutes on 2 cores, once per machine)"; \
+	    mkdir -p $(WHEELS) && \
+	    CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION) || exit 1; \
+	    whl=$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl | head -n1); \
+	  fi; \
+	  $(BIN)/pip install -q "$$whl"; \
+	fi
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(MAKE) llama
+	$(BIN)/pip install -q -e '.[model,dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+model: setup
+	$(BIN)/hushcode model install
+
+run: model
+	$(BIN)/python examples/demo.py
+
+test: model
+	$(BIN)/python -m pytest
+
+check: setup
+	$(BIN)/ruff check lsp tests examples/demo.py
+	$(BIN)/ruff format --check lsp tests examples/demo.py
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix lsp tests examples/demo.py
+	$(BIN)/ruff format lsp tests examples/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

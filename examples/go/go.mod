@@ -1,0 +1,3 @@
+module example.com/hushdemo
+
+go 1.21

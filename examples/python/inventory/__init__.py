@@ -1,0 +1,1 @@
+"""A toy inventory package used by the examples and tests."""

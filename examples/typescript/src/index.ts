@@ -1,0 +1,5 @@
+import { formatCents, pluralise } from "./format";
+
+export function describeBasket(items: number, totalCents: number): string {
+  return `${items} ${pluralise("item", items)}: ${formatCents(totalCents, "EUR")}`;
+}
