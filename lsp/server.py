@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from lsp import __version__, syntax
+from lsp import __version__, paths, syntax
 from lsp import log as logsetup
 from lsp.completion.engine import CompletionEngine, CompletionRequest
 from lsp.completion.fim import load_templates
 from lsp.config import Settings, parse_settings, to_wire
+from lsp.index import Definition, SymbolNode, WorkspaceIndex, nest
 from lsp.model.backend import ModelError, ModelState
 from lsp.model.service import CancelToken, ModelService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _LEVELS = {
     logging.ERROR: types.MessageType.Error,
@@ -42,6 +47,9 @@ class HushcodeServer(LanguageServer):
         self._model_key: tuple[str, int, int] | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._client_log: logsetup.ClientHandler | None = None
+        self.index: WorkspaceIndex | None = None
+        # One thread for the index keeps didOpen/didChange/didClose in order.
+        self._index_thread = ThreadPoolExecutor(1, thread_name_prefix="hushcode-index")
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -143,7 +151,91 @@ class HushcodeServer(LanguageServer):
         )
         return True
 
+    # -- index ----------------------------------------------------------------------------------
+
+    async def in_index(self, fn: Callable[[WorkspaceIndex], T]) -> T | None:
+        """Run `fn(index)` on the index thread; None when there is no index."""
+        index = self.index
+        if index is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._index_thread, fn, index)
+        except Exception:
+            log.exception("index operation failed")
+            return None
+
+    async def start_index(self) -> None:
+        if self.root is None or not self.settings.index.enabled:
+            return
+        root = self.root.resolve()
+        digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        index = WorkspaceIndex(
+            root,
+            paths.index_dir() / f"{digest}.sqlite",
+            max_file_bytes=self.settings.index.max_file_kb * 1024,
+            exclude=self.settings.index.exclude,
+        )
+        self.index = index
+        self.engine.context = self.retrieve
+        self.engine.repo_name = root.name
+        token = f"hushcode-index-{uuid.uuid4()}"
+        progress = await self._progress_begin(token, "hushcode: indexing", root.name)
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = loop.time()
+            if progress and (now - last[0] > 0.2 or done == total):
+                last[0] = now
+                pct = int(100 * done / total) if total else 100
+                value = types.WorkDoneProgressReport(
+                    message=f"{done}/{total} files", percentage=pct
+                )
+                loop.call_soon_threadsafe(self.work_done_progress.report, token, value)
+
+        message = "failed"
+        try:
+            stats = await loop.run_in_executor(
+                None,
+                lambda: index.index_all(progress=report, cancel=lambda: self.index is not index),
+            )
+            message = f"{stats.files_seen} files, {stats.definitions} definitions"
+            log.debug(
+                "index of %s: %s (%d parsed) in %.1f s",
+                root.name,
+                message,
+                stats.parsed,
+                stats.seconds,
+            )
+            await loop.run_in_executor(None, index.start_watching)
+        except Exception:
+            log.exception("indexing failed; completions go on without repository context")
+        finally:
+            if progress:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    def retrieve(self, req: CompletionRequest) -> list[tuple[str, str]]:
+        """Repository context for the engine (runs on a worker thread)."""
+        index, fs = self.index, to_fs_path(req.uri)
+        if index is None or fs is None:
+            return []
+        budget = int(self.settings.completion.context_tokens * 3.2)
+        return [(s.path, s.text) for s in index.retrieve(Path(fs), req.text, req.offset, budget)]
+
+    def stop_index(self) -> None:
+        index, self.index = self.index, None
+        if index is not None:
+            index.stop()
+
     # -- documents ------------------------------------------------------------------------------
+
+    def index_later(self, fn: Callable[[WorkspaceIndex], Any]) -> None:
+        """Queue an index update without waiting for it (order is kept by the index thread)."""
+        index = self.index
+        if index is not None:
+            future = self._index_thread.submit(fn, index)
+            future.add_done_callback(_log_failure)
 
     def document_request(self, uri: str, position: types.Position) -> CompletionRequest | None:
         """Validate a request position and build the engine's request (None: nothing to serve)."""
@@ -217,6 +309,11 @@ class HushcodeServer(LanguageServer):
         }
 
 
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("index update failed: %s", exc, exc_info=exc)
+
+
 server = HushcodeServer()
 
 
@@ -234,6 +331,41 @@ async def initialized(ls: HushcodeServer, params: types.InitializedParams) -> No
     ls.attach_client_log()
     await pull_configuration(ls)
     ls.start_model_load()
+    await register_file_watching(ls)
+    await ls.start_index()
+
+
+async def register_file_watching(ls: HushcodeServer) -> None:
+    """Ask the client to watch files too, when it can (watchdog covers the rest)."""
+    caps = ls.client_capabilities.workspace
+    watched = caps.did_change_watched_files if caps else None
+    if not (watched and watched.dynamic_registration) or ls.root is None:
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern="**/*")]
+    )
+    try:
+        await ls.client_register_capability_async(
+            types.RegistrationParams(
+                registrations=[
+                    types.Registration(
+                        id=f"hushcode-watch-{uuid.uuid4()}",
+                        method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                        register_options=options,
+                    )
+                ]
+            )
+        )
+    except Exception as exc:
+        log.debug("client file watching not registered: %s", exc)
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+async def did_change_watched_files(
+    ls: HushcodeServer, params: types.DidChangeWatchedFilesParams
+) -> None:
+    changed = [Path(p) for c in params.changes if (p := to_fs_path(c.uri))]
+    await ls.in_index(lambda index: index.disk_changed(changed))
 
 
 async def pull_configuration(ls: HushcodeServer) -> None:
@@ -268,8 +400,11 @@ async def did_change_configuration(
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-def did_open(ls: HushcodeServer, params: types.DidOpenTextDocumentParams) -> None:
-    ls.warm(params.text_document.uri, None)
+async def did_open(ls: HushcodeServer, params: types.DidOpenTextDocumentParams) -> None:
+    td = params.text_document
+    ls.warm(td.uri, None)
+    if fs := to_fs_path(td.uri):
+        await ls.in_index(lambda index: index.update_document(Path(fs), td.text, td.language_id))
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -281,12 +416,85 @@ def did_change(ls: HushcodeServer, params: types.DidChangeTextDocumentParams) ->
         start = last.range.start
         character = (start.character if len(lines) == 1 else 0) + len(lines[-1])
         position = types.Position(line=start.line + len(lines) - 1, character=character)
-    ls.warm(params.text_document.uri, position)
+    uri = params.text_document.uri
+    ls.warm(uri, position)
+    if fs := to_fs_path(uri):
+        text = ls.workspace.get_text_document(uri).source
+        ls.index_later(lambda index: index.update_document(Path(fs), text))
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: HushcodeServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.engine.forget(params.text_document.uri)
+    uri = params.text_document.uri
+    ls.engine.forget(uri)
+    if fs := to_fs_path(uri):
+        ls.index_later(lambda index: index.close_document(Path(fs)))
+
+
+_KINDS = {
+    "function": types.SymbolKind.Function,
+    "method": types.SymbolKind.Method,
+    "class": types.SymbolKind.Class,
+    "interface": types.SymbolKind.Interface,
+    "type": types.SymbolKind.Struct,
+    "enum": types.SymbolKind.Enum,
+    "constant": types.SymbolKind.Constant,
+    "variable": types.SymbolKind.Variable,
+    "module": types.SymbolKind.Module,
+    "macro": types.SymbolKind.Constant,
+}
+
+
+def _range(d: Definition) -> types.Range:
+    return types.Range(
+        start=types.Position(line=d.start_line, character=d.start_col),
+        end=types.Position(line=d.end_line, character=d.end_col),
+    )
+
+
+def _document_symbol(node: SymbolNode) -> types.DocumentSymbol:
+    d = node.definition
+    return types.DocumentSymbol(
+        name=d.name,
+        kind=_KINDS.get(d.kind, types.SymbolKind.Variable),
+        range=_range(d),
+        selection_range=types.Range(
+            start=types.Position(line=d.name_line, character=d.name_col),
+            end=types.Position(line=d.name_line, character=d.name_end_col),
+        ),
+        detail=d.signature.splitlines()[0] if d.signature else None,
+        children=[_document_symbol(c) for c in node.children],
+    )
+
+
+@server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+async def document_symbol(
+    ls: HushcodeServer, params: types.DocumentSymbolParams
+) -> list[types.DocumentSymbol] | None:
+    fs = to_fs_path(params.text_document.uri)
+    if fs is None:
+        return None
+    defs = await ls.in_index(lambda index: index.document_symbols(Path(fs)))
+    return [_document_symbol(n) for n in nest(defs or [])]
+
+
+@server.feature(types.WORKSPACE_SYMBOL)
+async def workspace_symbol(
+    ls: HushcodeServer, params: types.WorkspaceSymbolParams
+) -> list[types.SymbolInformation] | None:
+    index = ls.index
+    if index is None:
+        return None
+    defs = await ls.in_index(lambda index: index.workspace_symbols(params.query))
+    return [
+        types.SymbolInformation(
+            name=d.name,
+            kind=_KINDS.get(d.kind, types.SymbolKind.Variable),
+            location=types.Location(uri=index.abspath(d.path).as_uri(), range=_range(d)),
+            container_name=d.container,
+        )
+        for d in defs or []
+    ]
 
 
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
@@ -375,4 +583,5 @@ async def restart_command(ls: HushcodeServer, *args: Any) -> dict[str, Any]:
 
 @server.feature(types.SHUTDOWN)
 def shutdown(ls: HushcodeServer, params: None) -> None:
+    ls.stop_index()
     ls.service.close()

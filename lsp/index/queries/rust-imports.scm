@@ -1,0 +1,3 @@
+(mod_item name: (identifier) @name !body) @import
+
+(use_declaration argument: (_) @source) @import
