@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow --tcp on a non-loopback address (code would then cross the network)",
     )
+    serve.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     serve.add_argument("--log-level", default=None, help="debug | info | warning | error")
     serve.add_argument("--log-file", default=None, help="also write the log here")
     try:

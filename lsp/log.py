@@ -37,6 +37,12 @@ def setup(level: str = "info", log_file: str | None = None) -> None:
     logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
 
 
+def quiet_stderr(level: int = logging.WARNING) -> None:
+    for handler in logging.getLogger("lsp").handlers:
+        if getattr(handler, "_hushcode_stderr", False):
+            handler.setLevel(level)
+
+
 class ClientHandler(logging.Handler):
     """Forwards records to the editor's log. `send` must be safe to call from any thread."""
 

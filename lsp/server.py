@@ -46,6 +46,7 @@ class HushcodeServer(LanguageServer):
         self.root: Path | None = None
         self._model_key: tuple[str, int, int] | None = None
         self._load_task: asyncio.Task[None] | None = None
+        self._reload_wanted = False
         self._client_log: logsetup.ClientHandler | None = None
         self.index: WorkspaceIndex | None = None
         # One thread for the index keeps didOpen/didChange/didClose in order.
@@ -89,14 +90,27 @@ class HushcodeServer(LanguageServer):
         self._client_log = logsetup.ClientHandler(send)
         self._client_log.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logging.getLogger("lsp").addHandler(self._client_log)
+        # Editors show a server's stderr as errors; the client's log now carries the rest.
+        logsetup.quiet_stderr()
 
     # -- model ----------------------------------------------------------------------------------
 
     def start_model_load(self) -> None:
-        self._model_key = self.model_key()
+        """Load the configured model; a load already under way is followed by another if needed.
+
+        A load is never cancelled midway: that would orphan its progress request.
+        """
         if self._load_task is not None and not self._load_task.done():
-            self._load_task.cancel()
+            self._reload_wanted = True
+            return
+        self._model_key = self.model_key()
+        self._reload_wanted = False
         self._load_task = asyncio.get_running_loop().create_task(self.load_model())
+        self._load_task.add_done_callback(self._after_load)
+
+    def _after_load(self, _: asyncio.Task[None]) -> None:
+        if self._reload_wanted and self.model_key() != self._model_key:
+            self.start_model_load()
 
     async def load_model(self) -> None:
         from lsp.model.llama import LlamaModel
@@ -395,7 +409,7 @@ async def did_change_configuration(
         ls.apply_settings(settings["hushcode"], "workspace/didChangeConfiguration")
     else:
         await pull_configuration(ls)
-    if ls.model_key() != ls._model_key:
+    if ls.model_key() != ls._model_key and ls._model_key is not None:
         ls.start_model_load()
 
 
@@ -575,6 +589,9 @@ def toggle_command(ls: HushcodeServer, *args: Any) -> bool:
 @server.command("hushcode.restart")
 async def restart_command(ls: HushcodeServer, *args: Any) -> dict[str, Any]:
     """Reload the model, e.g. after `hushcode model install`; answers when loading has finished."""
+    if ls._load_task is not None and not ls._load_task.done():
+        await asyncio.shield(ls._load_task)
+    ls._model_key = None  # force: the file behind the same name may have changed
     ls.start_model_load()
     if ls._load_task is not None:
         await asyncio.shield(ls._load_task)

@@ -126,7 +126,7 @@ async def start_session(
     root: Path,
     *,
     settings: dict[str, Any] | None = None,
-    capabilities: str = "visual_studio_code",
+    capabilities: str | types.ClientCapabilities = "visual_studio_code",
     env: dict[str, str] | None = None,
     home: Path,
 ) -> AsyncIterator[Session]:
@@ -138,7 +138,7 @@ async def start_session(
     )
     client = await config.start()
     assert isinstance(client, LanguageClient)
-    caps = client_capabilities(capabilities)
+    caps = client_capabilities(capabilities) if isinstance(capabilities, str) else capabilities
     await client.initialize_session(
         types.InitializeParams(
             capabilities=caps,

@@ -1,0 +1,1 @@
+"""Inline completion: FIM prompt layout, generation rules, post-processing and caches."""
