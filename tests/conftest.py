@@ -161,9 +161,16 @@ def session(tmp_path: Path, model_path: Path) -> Callable[..., Any]:
     """`async with session(root, settings=...) as s:` starts a real server on the real model."""
 
     def make(root: Path = EXAMPLES, *, settings: dict[str, Any] | None = None, **kw: Any) -> Any:
-        merged = {"model": {"name": str(model_path)}, **(settings or {})}
-        if settings and "model" in settings:
-            merged["model"] = {"name": str(model_path), **settings["model"]}
+        # A generous time budget: the tests share 2 cores with whatever else runs, and a
+        # completion cut short by the clock is a different test.
+        base: dict[str, Any] = {
+            "model": {"name": str(model_path)},
+            "completion": {"timeBudgetMs": 30000},
+        }
+        merged = {**base, **(settings or {})}
+        for section in ("model", "completion"):
+            if settings and section in settings:
+                merged[section] = {**base[section], **settings[section]}
         return start_session(root, settings=merged, home=tmp_path / "home", **kw)
 
     return make

@@ -66,6 +66,8 @@ class Metrics:
     """The last requests' numbers, for the debug log, `hushcode.metrics` and the benchmarks."""
 
     recent: deque[RequestMetrics] = field(default_factory=lambda: deque(maxlen=500))
+    abandoned: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    """Generations whose request was cancelled: how far the worker got before it stopped."""
     warmups: int = 0
     warmup_tokens: int = 0
 
@@ -90,6 +92,7 @@ class Metrics:
             "warmups": self.warmups,
             "warmup_tokens": self.warmup_tokens,
             "last": asdict(self.recent[-1]) if self.recent else None,
+            "abandoned": list(self.abandoned),
             "recent": [asdict(m) for m in list(self.recent)[-50:]],
         }
 
@@ -210,6 +213,8 @@ class CompletionEngine:
                 cancel=cancel,
                 deadline=deadline,
             )
+            if cancel.cancelled:
+                self.metrics.abandoned.append(asdict(gen.stats))
             return gen, (began - queued) * 1000
 
         try:
