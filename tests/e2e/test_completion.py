@@ -149,3 +149,19 @@ async def test_completion_request_is_quiet_for_inline_clients(session):
             )
         )
         assert result is None
+
+
+async def test_warmup_after_a_pause_makes_the_next_request_cheap(session):
+    async with session() as s:
+        await s.wait_model()
+        uri = s.open("scratch/fib.py", FIB)
+        await s.inline(uri, 3, 11)
+        s.type(uri, 3, 11, "(")  # the user types, then pauses
+        deadline = time.monotonic() + 30
+        while (await s.metrics())["warmups"] < 1:
+            assert time.monotonic() < deadline, "no warm-up after the pause"
+            await asyncio.sleep(0.1)
+        await s.inline(uri, 3, 12)
+        last = (await s.metrics())["last"]
+        assert last["source"] == "model"
+        assert last["evaluated_tokens"] <= 2, last  # the warm-up evaluated the prompt already

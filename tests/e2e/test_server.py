@@ -52,3 +52,46 @@ async def test_fib_return_completes_single_line_with_fib(session):
         assert result is not None
         assert "\n" not in result
         assert "fib(" in result
+
+
+async def test_a_missing_model_is_shown_and_the_server_keeps_serving(session, tmp_path):
+    missing = tmp_path / "nope.gguf"
+    async with session(settings={"model": {"name": str(missing)}}) as s:
+        status = await s.wait_model()
+        assert status["model"]["state"] == "failed"
+        assert "not found" in status["model"]["error"]
+        errors = [m for m in s.client.messages if m.type == types.MessageType.Error]
+        assert errors and str(missing) in errors[0].message
+        uri = s.open("scratch/a.py", "x = \n")
+        assert await s.inline(uri, 0, 4) is None  # answered, empty, at once
+        assert (await s.command("hushcode.status"))["model"]["state"] == "failed"
+
+
+async def test_a_file_that_is_not_gguf_is_refused_and_restart_recovers(
+    session, tmp_path, model_path
+):
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"PK\x03\x04 not a model" * 100)
+    async with session(settings={"model": {"name": str(bogus)}}) as s:
+        status = await s.wait_model()
+        assert status["model"]["state"] == "failed"
+        assert "not a GGUF" in status["model"]["error"]
+        # the user puts the real model in place and restarts
+        bogus.unlink()
+        bogus.symlink_to(model_path)
+        status = await s.command("hushcode.restart")
+        assert status["model"]["state"] == "ready", status
+        uri = s.open(
+            "scratch/fib.py", "def fib(n):\n    if n < 2:\n        return n\n    return \n"
+        )
+        assert await s.inline(uri, 3, 11)
+
+
+async def test_a_truncated_gguf_is_refused(session, tmp_path, model_path):
+    cut = tmp_path / "cut.gguf"
+    with model_path.open("rb") as src:
+        cut.write_bytes(src.read(1 << 20))
+    async with session(settings={"model": {"name": str(cut)}}) as s:
+        status = await s.wait_model()
+        assert status["model"]["state"] == "failed"
+        assert "truncated or corrupt" in status["model"]["error"]

@@ -189,3 +189,19 @@ def test_engine_drops_a_completion_that_only_repeats_the_suffix():
 def test_engine_returns_nothing_for_empty_output(reply):
     text, _ = run(_complete("x = |\n", reply))
     assert text is None
+
+
+def test_debounce_follows_the_typists_rhythm_within_bounds():
+    engine = CompletionEngine(
+        ModelService(),
+        load_templates(),
+        CompletionSettings(debounce_min_ms=20, debounce_max_ms=200),
+    )
+    assert engine.debounce_seconds("u") == 0.02  # nothing known yet: the shortest
+    engine._interval["u"] = 0.1  # a keystroke every 100 ms
+    assert 0.02 < engine.debounce_seconds("u") < 0.2
+    engine._interval["u"] = 0.5
+    assert engine.debounce_seconds("u") == 0.2  # capped
+    engine._interval["u"] = 3.0  # a pause, not typing
+    assert engine.debounce_seconds("u") == 0.02
+    engine.service.close()
