@@ -122,6 +122,11 @@ class ModelService:
             self._cv.notify_all()
         if self.model is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                # Still inside llama.cpp: freeing the model under it would crash the process,
+                # which is about to exit anyway.
+                log.warning("the model thread did not stop in time; leaving the model to the OS")
+                return
             self.model.close()
             self.model = None
 
