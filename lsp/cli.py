@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import ipaddress
 import os
 import sys
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_model_parser(sub)
+    from lsp.model.daemon import add_daemon_parser
+
+    add_daemon_parser(sub)
     return parser
 
 
@@ -63,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from lsp.model.manager_cli import run_model_command
 
         return run_model_command(args)
+    if args.command == "daemon":
+        from lsp.model.daemon import run_daemon_command
+
+        return run_daemon_command(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -96,8 +104,29 @@ def _private_stdio() -> tuple[BinaryIO, BinaryIO]:
     Native code (llama.cpp, or llama-cpp-python silencing it by redirecting fds 1 and 2) must never
     write into, or swallow, the JSON-RPC stream.
     """
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    proto_in = _ProtocolInput(io.FileIO(os.dup(0), "r"))
+    proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return proto_in, proto_out
+
+
+class _ProtocolInput(io.BufferedReader):
+    """The protocol's stdin. Buffered: pygls reads a body with one `read(n)`, and a raw read from a
+    pipe returns what is there, often less than a large message. Bounded: a Content-Length no
+    editor sends would be allocated at once and kill the server; it reads as a parse error instead
+    and the reader looks for the next header.
+    """
+
+    MAX_BODY = 1 << 30
+    MAX_LINE = 1 << 16
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > self.MAX_BODY:
+            return b" "
+        return super().read(size)
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0 or size > self.MAX_LINE:
+            size = self.MAX_LINE
+        return super().readline(size)

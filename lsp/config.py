@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import urllib.parse
 from typing import Any
 
 import attrs
@@ -18,6 +20,30 @@ class ModelSettings:
     """Threads for inference; 0 picks the number of physical cores."""
     context_size: int = 4096
     """KV-cache size in tokens; the prompt budget must fit well inside it."""
+    backend: str = "local"
+    """local (in-process) | daemon (one model shared by this user's windows) | http (a server)."""
+    url: str = ""
+    """http: the inference server's base URL, e.g. http://127.0.0.1:8080 (llama-server, vLLM)."""
+    api: str = "auto"
+    """http: auto | llama-server | openai (`/v1/completions`)."""
+    served_model: str = ""
+    """http: the model id sent to an OpenAI-compatible server; empty: the first of `/v1/models`."""
+    api_key_env: str = ""
+    """http: the name of an environment variable holding the API key (the key is never logged)."""
+    allow_remote: bool = False
+    """http: allow a non-loopback URL (it must be https): code is then sent off this machine."""
+    fim: str = ""
+    """http: the FIM template family (e.g. qwen2.5-coder) when the server cannot tokenize."""
+    connect_timeout_ms: int = 3000
+    """http: how long to wait for a connection."""
+    read_timeout_ms: int = 30000
+    """http: how long to wait for the server's next bytes."""
+    retries: int = 2
+    """http: connection attempts after the first, with backoff, before the server counts as down."""
+    daemon_slots: int = 4
+    """daemon: KV-cache sequences, one per window (more windows share them)."""
+    daemon_idle_seconds: int = 10
+    """daemon: how long the daemon waits after its last window closed before it exits."""
 
 
 @attrs.define
@@ -64,6 +90,8 @@ class ActionSettings:
     """Most tokens generated for one code action."""
     time_budget_ms: int = 60000
     """Stop a runaway action after this long."""
+    context_tokens: int = 384
+    """Budget for the repository definitions the action's code uses (from the index)."""
 
 
 @attrs.define
@@ -142,6 +170,13 @@ def _validate(settings: Settings) -> list[str]:
     checks: list[tuple[str, bool]] = [
         ("model.threads", 0 <= settings.model.threads <= 256),
         ("model.contextSize", 512 <= settings.model.context_size <= 131072),
+        ("model.backend", settings.model.backend in {"local", "daemon", "http"}),
+        ("model.api", settings.model.api in {"auto", "llama-server", "openai"}),
+        ("model.connectTimeoutMs", 100 <= settings.model.connect_timeout_ms <= 120000),
+        ("model.readTimeoutMs", 1000 <= settings.model.read_timeout_ms <= 600000),
+        ("model.retries", 0 <= settings.model.retries <= 10),
+        ("model.daemonSlots", 1 <= settings.model.daemon_slots <= 16),
+        ("model.daemonIdleSeconds", 1 <= settings.model.daemon_idle_seconds <= 86400),
         ("completion.maxPromptTokens", 64 <= settings.completion.max_prompt_tokens <= 32768),
         ("completion.prefixRatio", 0.0 < settings.completion.prefix_ratio <= 1.0),
         ("completion.contextTokens", 0 <= settings.completion.context_tokens <= 16384),
@@ -153,6 +188,7 @@ def _validate(settings: Settings) -> list[str]:
         ("index.maxFileKb", 1 <= settings.index.max_file_kb <= 65536),
         ("actions.maxTokens", 1 <= settings.actions.max_tokens <= 8192),
         ("actions.timeBudgetMs", 1000 <= settings.actions.time_budget_ms <= 600000),
+        ("actions.contextTokens", 0 <= settings.actions.context_tokens <= 16384),
         ("logLevel", settings.log_level.lower() in {"debug", "info", "warning", "error"}),
     ]
     for dotted, ok in checks:
@@ -164,11 +200,51 @@ def _validate(settings: Settings) -> list[str]:
         field = _snake(leaf)
         problems.append(f"{dotted}: {getattr(target, field)!r} is out of range")
         setattr(target, field, getattr(source, field))
+    url_problem = check_url(settings.model.url, allow_remote=settings.model.allow_remote)
+    if url_problem:
+        problems.append(f"model.url: {url_problem}")
+        settings.model.url = defaults.model.url
     if settings.completion.debounce_min_ms > settings.completion.debounce_max_ms:
         problems.append("completion.debounceMinMs is larger than completion.debounceMaxMs")
         settings.completion.debounce_min_ms = defaults.completion.debounce_min_ms
         settings.completion.debounce_max_ms = defaults.completion.debounce_max_ms
     return problems
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (names other than localhost are not resolved: not loopback)."""
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, allow_remote: bool) -> str | None:
+    """Why an inference server URL is refused, or None. Code sent to a remote host leaves the
+    machine: that needs `allowRemote` and TLS."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// URL"
+    if parts.username or parts.password:
+        return "credentials in the URL are not accepted: use model.apiKeyEnv"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{url!r} has a bad port"
+    if is_loopback_host(parts.hostname):
+        return None
+    if not allow_remote:
+        return (
+            f"{parts.hostname} is not a loopback address: code would leave this machine; "
+            "set model.allowRemote to true (and use https) if that is intended"
+        )
+    if parts.scheme != "https":
+        return f"{parts.hostname} is remote: only https is allowed off this machine"
+    return None
 
 
 def _camel_path(path: str) -> str:

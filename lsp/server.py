@@ -5,19 +5,41 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
+import attrs
+import cattrs
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import (
+    FeatureRequestError,
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcParseError,
+)
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
+from pygls.protocol import LanguageServerProtocol
+from pygls.uris import from_fs_path, to_fs_path
+from pygls.workspace import TextDocument, Workspace
 
 from lsp import __version__, paths, syntax
 from lsp import log as logsetup
+from lsp.actions import (
+    ActionCancelled,
+    ActionEdit,
+    ActionEngine,
+    ActionError,
+    ActionKind,
+    Diagnostic,
+    Document,
+    StaleDocument,
+    Target,
+)
 from lsp.completion.engine import CompletionEngine, CompletionRequest
 from lsp.completion.fim import load_templates
 from lsp.config import Settings, parse_settings, to_wire
@@ -36,15 +58,112 @@ _LEVELS = {
 }
 
 
+class _Unreadable:
+    """A message whose params do not fit their type: answered with InvalidParams, never run."""
+
+    def __init__(self, msg_id: Any, method: str, problems: str) -> None:
+        self.msg_id, self.method, self.problems = msg_id, method, problems
+
+    def __repr__(self) -> str:
+        return f"<{self.method} with invalid params>"
+
+
+_LSP_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _TextDocument(TextDocument):
+    """Lines as LSP counts them: only LF, CRLF and CR end one.
+
+    pygls uses `str.splitlines`, which also breaks at form feed, vertical tab, U+001C-U+001E,
+    U+0085, U+2028 and U+2029: every position after one is off, and incremental edits land in the
+    wrong place.
+    Unpaired surrogates (valid JSON, not text) become U+FFFD, one UTF-16 unit as well: the
+    tokenizer and the index encode UTF-8, which has no form for them.
+    """
+
+    @property
+    def _source(self) -> str | None:
+        return self.__dict__["_hushcode_source"]
+
+    @_source.setter
+    def _source(self, text: str | None) -> None:
+        if text and not text.isascii() and _SURROGATE.search(text):
+            text = _SURROGATE.sub("\ufffd", text)
+        self.__dict__["_hushcode_source"] = text
+
+    @property
+    def lines(self) -> Sequence[str]:
+        source = self.source
+        lines = source.splitlines(True)
+        breaks = source.count("\n") + source.count("\r") - source.count("\r\n")
+        if len(lines) != breaks + (1 if source and source[-1] not in "\r\n" else 0):
+            lines = _LSP_LINES.findall(source)
+        return tuple(lines)
+
+
+class _Workspace(Workspace):
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+    ) -> TextDocument:
+        return _TextDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self._position_codec,
+        )
+
+
+def _problem(exc: BaseException, kind: Any) -> str:
+    text = str(exc)
+    if isinstance(exc, ValueError) and " should be in range " in text:
+        return text.rstrip(".")  # lsprotocol's range checks: numbers only
+    return cattrs.v.format_exception(exc, kind)
+
+
+class HushcodeProtocol(LanguageServerProtocol):
+    """pygls leaves a request whose params fail to deserialise unanswered (the editor waits for
+    ever) and pops up "Error in server"; here it gets an InvalidParams answer naming the field."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        method = data.get("method")
+        if "jsonrpc" in data and isinstance(method, str) and "error" not in data:
+            kind = self.get_message_type(method)
+            if kind is not None:
+                try:
+                    return self._converter.structure(data, kind)
+                except Exception as exc:  # paths and expected types only, never the values
+                    problems = "; ".join(cattrs.transform_error(exc, "$", _problem))
+                    return _Unreadable(data.get("id"), method, problems)
+        return super().structure_message(data)
+
+    def handle_message(self, message: Any) -> None:
+        if not isinstance(message, _Unreadable):
+            super().handle_message(message)
+            return
+        text = f"{message.method}: invalid params: {message.problems}"
+        log.warning("%s", text)
+        if message.msg_id is not None:
+            self._send_response(
+                message.msg_id, error=JsonRpcInvalidParams(text).to_response_error()
+            )
+
+
 class HushcodeServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("hushcode", __version__)
+        super().__init__("hushcode", __version__, protocol_cls=HushcodeProtocol)
         self.settings = Settings()
         self.service = ModelService()
         self.engine = CompletionEngine(self.service, load_templates(), self.settings.completion)
         self.completions_enabled = True
         self.root: Path | None = None
-        self._model_key: tuple[str, int, int] | None = None
+        self._model_key: tuple[Any, ...] | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._reload_wanted = False
         self._client_log: logsetup.ClientHandler | None = None
@@ -69,14 +188,30 @@ class HushcodeServer(LanguageServer):
         if self._client_log is not None:
             self._client_log.setLevel(max(logging.INFO, logging.getLogger("lsp").level))
 
-    def model_key(self) -> tuple[str, int, int]:
-        m = self.settings.model
-        return (m.name, m.threads, m.context_size)
+    def model_key(self) -> tuple[Any, ...]:
+        """Everything whose change needs a reload (name, threads, backend, URL, ...)."""
+        return attrs.astuple(self.settings.model)
 
     # -- messages -------------------------------------------------------------------------------
 
     def show(self, kind: types.MessageType, message: str) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Logged, not popped up: the user cannot act on it (pygls shows "Error in server").
+
+        Bytes that are no message get the JSON-RPC parse error (id null) the spec asks for.
+        """
+        if source is JsonRpcException:
+            log.warning("a message from the editor could not be read: %s", error)
+            code = JsonRpcParseError.CODE
+            message = f"hushcode could not read a message: {error}"
+            self.protocol._send_data(  # by hand: pygls would drop the null id
+                {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+            )
+            return
+        if source is not FeatureRequestError:  # a request's error is in its answer already
+            log.error("%s: %s", getattr(source, "__name__", source), error)
 
     def attach_client_log(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,18 +248,15 @@ class HushcodeServer(LanguageServer):
             self.start_model_load()
 
     async def load_model(self) -> None:
-        from lsp.model.llama import LlamaModel
-        from lsp.model.manager import resolve_model
+        from lsp.model.remote import make_loader
 
         m = self.settings.model
         token = f"hushcode-model-{uuid.uuid4()}"
         progress = await self._progress_begin(token, "hushcode: loading model", m.name)
         try:
-            path = await asyncio.to_thread(resolve_model, m.name)
-            display = Path(m.name).name if Path(m.name).suffix == ".gguf" else m.name
-            model = await self.service.load(
-                lambda: LlamaModel(path, name=display, n_ctx=m.context_size, n_threads=m.threads)
-            )
+            # model.backend: local (in-process), daemon (shared by windows) or http (a server)
+            loader = await asyncio.to_thread(make_loader, m, service=self.service)
+            model = await self.service.load(loader)
             info = model.info
             warning = self.engine.model_ready(info)
             family = self.engine.template.family if self.engine.template else "?"
@@ -254,7 +386,7 @@ class HushcodeServer(LanguageServer):
     def document_request(self, uri: str, position: types.Position) -> CompletionRequest | None:
         """Validate a request position and build the engine's request (None: nothing to serve)."""
         doc = self.workspace.get_text_document(uri)
-        if uri not in self.workspace.text_documents:
+        if unquote(uri) not in self.workspace.text_documents:  # pygls keys them unquoted
             raise JsonRpcInvalidParams(f"{uri} is not open: send textDocument/didOpen first")
         lines = doc.lines
         if position.line > len(lines) or (position.line == len(lines) and position.character > 0):
@@ -337,6 +469,7 @@ def initialize(ls: HushcodeServer, params: types.InitializeParams) -> None:
     root = folders[0].uri if folders else params.root_uri
     fs = to_fs_path(root) if root else None
     ls.root = Path(fs) if fs else None
+    ls.workspace.__class__ = _Workspace  # pygls made it just now; no document is open yet
     ls.apply_settings(params.initialization_options, "initializationOptions")
 
 
@@ -516,7 +649,7 @@ async def inline_completion(
     ls: HushcodeServer, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList | None:
     if not (ls.completions_enabled and ls.settings.completion.inline):
-        return None
+        return types.InlineCompletionList(items=[])  # empty, not null: clients clear old ghost text
     text = await _complete(ls, params.text_document.uri, params.position)
     if not text:
         return types.InlineCompletionList(items=[])
@@ -544,14 +677,19 @@ async def completion(
         label=first if len(first) <= 60 else first[:57] + "...",
         kind=types.CompletionItemKind.Text,
         detail="hushcode",
+        # A snippet, escaped: some clients insert only the first word of a plain-text item.
         text_edit=types.TextEdit(
-            range=types.Range(start=params.position, end=params.position), new_text=text
+            range=types.Range(start=params.position, end=params.position), new_text=_snippet(text)
         ),
-        insert_text_format=types.InsertTextFormat.PlainText,
+        insert_text_format=types.InsertTextFormat.Snippet,
         sort_text="0",
         filter_text="",
     )
     return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def _snippet(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("$", "\\$").replace("}", "\\}")
 
 
 async def _complete(ls: HushcodeServer, uri: str, position: types.Position) -> str | None:
@@ -596,6 +734,261 @@ async def restart_command(ls: HushcodeServer, *args: Any) -> dict[str, Any]:
     if ls._load_task is not None:
         await asyncio.shield(ls._load_task)
     return ls.status()
+
+
+# -- code actions (domain: lsp/actions/) -----------------------------------------------------------
+
+
+def _read_file(path: Path) -> str | None:
+    """An open document's text, else the file on disk (an existing test file)."""
+    doc = server.workspace.text_documents.get(unquote(from_fs_path(str(path)) or ""))
+    if doc is not None:
+        return doc.source
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+actions = ActionEngine(
+    server.service, lambda: server.settings.actions, index=lambda: server.index, read=_read_file
+)
+
+
+def _action_document(ls: HushcodeServer, uri: str) -> Document | None:
+    if unquote(uri) not in ls.workspace.text_documents:
+        return None
+    doc = ls.workspace.get_text_document(uri)
+    fs = to_fs_path(uri)
+    language = syntax.normalise_language_id(doc.language_id, fs or uri)
+    disabled = ls.settings.disabled_languages
+    if language in disabled or doc.language_id in disabled:
+        return None
+    return Document(uri, doc.source, language, doc.version, Path(fs) if fs else None, ls.root)
+
+
+def _position(text: str, offset: int, codec: Any) -> types.Position:
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return types.Position(line=line, character=codec.client_num_units(text[start:offset]))
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(
+        code_action_kinds=[
+            types.CodeActionKind.QuickFix,
+            types.CodeActionKind.RefactorRewrite,
+            types.CodeActionKind.Source,
+        ],
+        resolve_provider=True,
+    ),
+)
+def code_action(ls: HushcodeServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Titles only, from the tree-sitter tree: the model runs on resolve (or the command)."""
+    uri = params.text_document.uri
+    doc = _action_document(ls, uri)
+    if doc is None:
+        return []
+    text_doc = ls.workspace.get_text_document(uri)
+    by_key: dict[tuple[str, int], types.Diagnostic] = {}
+    diagnostics = []
+    for d in params.context.diagnostics:
+        start = text_doc.offset_at_position(d.range.start)
+        diagnostics.append(
+            Diagnostic(d.message, start, text_doc.offset_at_position(d.range.end), d.source)
+        )
+        by_key[(d.message.strip(), d.range.start.line)] = d
+    offers = actions.list_actions(
+        doc,
+        text_doc.offset_at_position(params.range.start),
+        text_doc.offset_at_position(params.range.end),
+        diagnostics,
+        params.context.only,
+    )
+    resolve = ls.client_capabilities.text_document
+    code_action_caps = resolve.code_action if resolve else None
+    resolves_edit = bool(
+        code_action_caps
+        and code_action_caps.resolve_support
+        and "edit" in code_action_caps.resolve_support.properties
+    )
+    r = params.range
+    unavailable = actions.unavailable()
+    listed = []
+    for offer in offers:
+        data = {
+            "uri": uri,
+            "range": {
+                "start": {"line": r.start.line, "character": r.start.character},
+                "end": {"line": r.end.line, "character": r.end.character},
+            },
+            "version": doc.version,
+            **offer.target.to_data(),
+        }
+        fixed = by_key.get((offer.target.message, offer.target.line))
+        action = types.CodeAction(
+            title=offer.title,
+            kind=offer.kind.lsp_kind,
+            data=data,
+            diagnostics=[fixed] if fixed is not None and offer.kind is ActionKind.FIX else None,
+        )
+        if unavailable and code_action_caps and code_action_caps.disabled_support:
+            action.disabled = types.CodeActionDisabled(reason=f"hushcode: {unavailable}")
+        if not resolves_edit:
+            action.command = types.Command(
+                title=offer.title,
+                command="hushcode.applyAction",
+                arguments=[{**data, "title": offer.title}],
+            )
+        listed.append(action)
+    return listed
+
+
+@server.feature(types.CODE_ACTION_RESOLVE)
+async def code_action_resolve(ls: HushcodeServer, action: types.CodeAction) -> types.CodeAction:
+    action.edit = await _run_action(ls, action.data, action.title)
+    return action
+
+
+@server.command("hushcode.applyAction")
+async def apply_action_command(ls: HushcodeServer, *args: Any) -> dict[str, Any]:
+    """For clients without `codeAction/resolve` support: generate, then `workspace/applyEdit`."""
+    data = args[0] if args else None
+    title = str(data.get("title", "hushcode")) if isinstance(data, dict) else "hushcode"
+    edit = await _run_action(ls, data, title)
+    result = await ls.workspace_apply_edit_async(
+        types.ApplyWorkspaceEditParams(edit=edit, label=title)
+    )
+    return {"applied": result.applied, "failureReason": result.failure_reason}
+
+
+@server.command("hushcode.actionMetrics")
+def action_metrics_command(ls: HushcodeServer, *args: Any) -> dict[str, Any]:
+    return actions.metrics.snapshot()
+
+
+async def _run_action(ls: HushcodeServer, data: Any, title: str) -> types.WorkspaceEdit:
+    if not isinstance(data, dict) or not isinstance(data.get("uri"), str):
+        raise JsonRpcInvalidParams("not a hushcode code action: `data` is missing")
+    uri = data["uri"]
+    doc = _action_document(ls, uri)
+    cancel = CancelToken()
+    token = f"hushcode-action-{uuid.uuid4()}"
+    progress = False
+    try:
+        if doc is None:
+            raise StaleDocument(
+                f"hushcode: {ls.display_path(uri)} was closed since the action was listed; "
+                "nothing was changed"
+            )
+        try:
+            target = Target.from_data(data, data.get("version"))
+        except ValueError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
+        progress = await _action_progress_begin(ls, token, title, cancel)
+
+        def report(message: str, percentage: int | None) -> None:
+            if progress:
+                value = types.WorkDoneProgressReport(message=message, percentage=percentage)
+                ls.work_done_progress.report(token, value)
+
+        result = await actions.resolve(doc, target, cancel, report)
+        now = ls.workspace.get_text_document(uri).version
+        if now != doc.version:
+            raise StaleDocument(
+                f"hushcode: {doc.rel} changed while the action was generating; nothing was "
+                "changed: ask for code actions again"
+            )
+        return _workspace_edit(ls, result, uri, doc.version)
+    except asyncio.CancelledError:
+        cancel.cancel()  # `$/cancelRequest`: the generation stops at its next token
+        raise
+    except ActionCancelled as exc:
+        raise JsonRpcException(str(exc), code=-32800) from exc
+    except ActionError as exc:
+        stale = isinstance(exc, StaleDocument)
+        ls.show(types.MessageType.Warning if stale else types.MessageType.Error, str(exc))
+        raise JsonRpcException(str(exc), code=-32803) from exc  # RequestFailed
+    finally:
+        if progress:
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd())
+
+
+async def _action_progress_begin(
+    ls: HushcodeServer, token: str, title: str, cancel: CancelToken
+) -> bool:
+    """A cancellable `$/progress`: the editor's cancel button stops the generation."""
+    caps = ls.client_capabilities.window
+    if not (caps and caps.work_done_progress):
+        return False
+    try:
+        await ls.work_done_progress.create_async(token)
+    except Exception:
+        log.debug("client refused a progress token", exc_info=True)
+        return False
+    future = ls.work_done_progress.tokens.get(token)
+    if future is not None:
+        future.add_done_callback(lambda _: cancel.cancel())
+    ls.work_done_progress.begin(
+        token, types.WorkDoneProgressBegin(title=title, message="generating", cancellable=True)
+    )
+    return True
+
+
+def _workspace_edit(
+    ls: HushcodeServer, edit: ActionEdit, uri: str, version: int | None
+) -> types.WorkspaceEdit:
+    caps = ls.client_capabilities.workspace
+    we = caps.workspace_edit if caps else None
+    ops = (we.resource_operations or []) if we else []
+    document_changes: list[types.TextDocumentEdit | types.CreateFile] = []
+    for file in edit.files:
+        if file.create:
+            if types.ResourceOperationKind.Create not in ops:
+                raise ActionError(
+                    f"hushcode: {ls.display_path(file.uri)} would be created, but the editor does "
+                    "not support creating files in an edit; create it, then try again"
+                )
+            document_changes.append(
+                types.CreateFile(
+                    uri=file.uri, options=types.CreateFileOptions(ignore_if_exists=True)
+                )
+            )
+        codec = ls.workspace.get_text_document(file.uri).position_codec
+        text = file.text
+        edits: list[types.TextEdit | types.AnnotatedTextEdit | types.SnippetTextEdit] = [
+            types.TextEdit(
+                range=types.Range(
+                    start=_position(text, c.start, codec), end=_position(text, c.end, codec)
+                ),
+                new_text=c.text,
+            )
+            for c in file.changes
+        ]
+        if file.uri == uri:
+            file_version = version
+        elif unquote(file.uri) in ls.workspace.text_documents:
+            file_version = ls.workspace.get_text_document(file.uri).version
+        else:
+            file_version = None
+        document_changes.append(
+            types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(
+                    uri=file.uri, version=file_version
+                ),
+                edits=edits,
+            )
+        )
+    if ops or (we is not None and we.document_changes):  # resource operations imply them
+        return types.WorkspaceEdit(document_changes=document_changes)
+    return types.WorkspaceEdit(
+        changes={
+            c.text_document.uri: [e for e in c.edits if isinstance(e, types.TextEdit)]
+            for c in document_changes
+            if isinstance(c, types.TextDocumentEdit)
+        }
+    )
 
 
 @server.feature(types.SHUTDOWN)

@@ -138,6 +138,11 @@ class ModelService:
             raise ModelError(self.error or f"the model is {self.state.value}")
         return await self._submit(priority, fn, cancel, needs_model=True)
 
+    def running_priority(self) -> Priority | None:
+        """The priority of the job on the worker thread now (None when idle)."""
+        with self._cv:
+            return Priority(self._running.priority) if self._running is not None else None
+
     def higher_priority_waiting(self, priority: Priority) -> bool:
         """True when a job more urgent than `priority` is queued (actions yield to completions)."""
         with self._cv:
