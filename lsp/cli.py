@@ -81,6 +81,8 @@ def serve(args: argparse.Namespace) -> int:
     log.setup(getattr(args, "log_level", None) or "info", getattr(args, "log_file", None))
     from lsp.server import server
 
+    server.cli_log_level = getattr(args, "log_level", None)  # the command line wins over settings
+
     tcp = getattr(args, "tcp", None)
     if tcp:
         host, port = tcp

@@ -20,6 +20,8 @@ class ModelSettings:
     """Threads for inference; 0 picks the number of physical cores."""
     context_size: int = 4096
     """KV-cache size in tokens; the prompt budget must fit well inside it."""
+    draft: str = ""
+    """local: a model with the same vocabulary drafting for this one (speculative); empty: none."""
     backend: str = "local"
     """local (in-process) | daemon (one model shared by this user's windows) | http (a server)."""
     url: str = ""
@@ -63,7 +65,7 @@ class CompletionSettings:
     max_block_tokens: int = 128
     """Most tokens generated for a multi-line completion."""
     time_budget_ms: int = 4000
-    """Stop generating after this long and return what is there."""
+    """Stop generating this long after the first token and return what is there."""
     debounce_min_ms: int = 25
     """Shortest debounce, used when the user types slowly."""
     debounce_max_ms: int = 250
@@ -170,6 +172,7 @@ def _validate(settings: Settings) -> list[str]:
     checks: list[tuple[str, bool]] = [
         ("model.threads", 0 <= settings.model.threads <= 256),
         ("model.contextSize", 512 <= settings.model.context_size <= 131072),
+        ("model.draft", settings.model.draft.strip().lower() != "auto"),
         ("model.backend", settings.model.backend in {"local", "daemon", "http"}),
         ("model.api", settings.model.api in {"auto", "llama-server", "openai"}),
         ("model.connectTimeoutMs", 100 <= settings.model.connect_timeout_ms <= 120000),

@@ -20,6 +20,7 @@ from pygls.exceptions import (
     FeatureRequestError,
     JsonRpcException,
     JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
     JsonRpcParseError,
 )
 from pygls.lsp.server import LanguageServer
@@ -129,7 +130,12 @@ def _problem(exc: BaseException, kind: Any) -> str:
 
 class HushcodeProtocol(LanguageServerProtocol):
     """pygls leaves a request whose params fail to deserialise unanswered (the editor waits for
-    ever) and pops up "Error in server"; here it gets an InvalidParams answer naming the field."""
+    ever) and pops up "Error in server"; here it gets an InvalidParams answer naming the field.
+    A second `initialize` or `initialized` is refused: pygls would start the session over."""
+
+    def __init__(self, server: Any, converter: Any) -> None:
+        super().__init__(server, converter)
+        self._seen: set[str] = set()
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         method = data.get("method")
@@ -144,6 +150,16 @@ class HushcodeProtocol(LanguageServerProtocol):
         return super().structure_message(data)
 
     def handle_message(self, message: Any) -> None:
+        method = getattr(message, "method", None)
+        if method in (types.INITIALIZE, types.INITIALIZED):
+            if method in self._seen:  # pygls would start over: a new workspace, a second index
+                log.warning("%s was sent again; ignored", method)
+                msg_id = getattr(message, "id", None)
+                if msg_id is not None:
+                    error = JsonRpcInvalidRequest(f"{method} may be sent only once")
+                    self._send_response(msg_id, error=error.to_response_error())
+                return
+            self._seen.add(method)
         if not isinstance(message, _Unreadable):
             super().handle_message(message)
             return
@@ -166,6 +182,7 @@ class HushcodeServer(LanguageServer):
         self._model_key: tuple[Any, ...] | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._reload_wanted = False
+        self.cli_log_level: str | None = None
         self._client_log: logsetup.ClientHandler | None = None
         self.index: WorkspaceIndex | None = None
         # One thread for the index keeps didOpen/didChange/didClose in order.
@@ -184,7 +201,7 @@ class HushcodeServer(LanguageServer):
             )
         self.settings = settings
         self.engine.settings = settings.completion
-        logsetup.setup(settings.log_level, settings.log_file)
+        logsetup.setup(self.cli_log_level or settings.log_level, settings.log_file)
         if self._client_log is not None:
             self._client_log.setLevel(max(logging.INFO, logging.getLogger("lsp").level))
 

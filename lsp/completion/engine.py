@@ -196,8 +196,19 @@ class CompletionEngine:
         metrics.context_files = built.context_files
         metrics.build_ms = (time.perf_counter() - start) * 1000 - metrics.debounce_ms
         max_tokens = self.settings.max_block_tokens if plan.multiline else self.settings.max_tokens
-        deadline = time.monotonic() + self.settings.time_budget_ms / 1000
+        budget = self.settings.time_budget_ms / 1000
+        clock: dict[str, float] = {}
         queued = time.perf_counter()
+
+        def stop_check(raw: str) -> int | None:
+            """The stop rules, and the time budget. The budget counts from the first generated
+            token: waiting for the model or evaluating the prompt is not runaway output."""
+            now = time.monotonic()
+            first = clock.setdefault("first", now)
+            if now - first > budget:
+                clock["timed_out"] = 1.0
+                return len(raw)
+            return built.stop_check(raw)
 
         def job(model: Model) -> tuple[Generation, float]:
             began = time.perf_counter()
@@ -209,9 +220,8 @@ class CompletionEngine:
                 tokens,
                 max_tokens=max_tokens,
                 stop=template.stop,
-                stop_check=built.stop_check,
+                stop_check=stop_check,
                 cancel=cancel,
-                deadline=deadline,
             )
             if cancel.cancelled:
                 self.metrics.abandoned.append(asdict(gen.stats))
@@ -238,10 +248,13 @@ class CompletionEngine:
         if s.stop_reason == "cancelled" or cancel.cancelled:
             metrics.source = "cancelled"
             return None
+        timed_out = "timed_out" in clock
+        if timed_out:
+            metrics.stop_reason = "time"
         text = rules.finish(
             _drop_pad(gen.text, built.pad),
             plan,
-            complete=s.stop_reason in ("eos", "stop", "rule"),
+            complete=s.stop_reason in ("eos", "stop", "rule") and not timed_out,
             first_line_indent=_first_indent(gen.text, built.pad),
         )
         text = rules.parse_guard(req.language_id, req.text, req.offset, text, plan)

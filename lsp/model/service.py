@@ -153,6 +153,8 @@ class ModelService:
     ) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        # A waiter that was cancelled never reads the job's outcome: mark it read.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         job: _Job[T] = _Job(int(priority), next(self._seq), fn, cancel, future, loop)
         with self._cv:
             if self._closed:

@@ -213,11 +213,6 @@ def test_checkhealth_passes(editor):
         assert expected in text, f"{expected!r} missing from:\n{text}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the server offers no `hushcode: ` code action yet (issue 5 is adding them); "
-    "remove this mark when it does",
-)
 def test_a_hushcode_code_action_is_applied(editor):
     rec = scenario(editor, "action")
     assert rec["offered"], (

@@ -205,3 +205,9 @@ def test_debounce_follows_the_typists_rhythm_within_bounds():
     engine._interval["u"] = 3.0  # a pause, not typing
     assert engine.debounce_seconds("u") == 0.02
     engine.service.close()
+
+
+def test_the_time_budget_stops_a_runaway_generation_after_its_first_token():
+    text, model = run(_complete("x = |\n", "compute(1, 2, 3, 4, 5, 6, 7, 8, 9)", time_budget_ms=0))
+    assert model.generated <= 2
+    assert text in (None, "c", "co")
