@@ -59,5 +59,7 @@ format: setup
 	$(BIN)/ruff check --fix lsp tests examples/demo.py
 	$(BIN)/ruff format lsp tests examples/demo.py
 
+include bench/bench.mk
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -52,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_model_parser(sub)
+    from lsp.eval import add_eval_parser
     from lsp.model.daemon import add_daemon_parser
 
     add_daemon_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from lsp.model.manager_cli import run_model_command
 
         return run_model_command(args)
+    if args.command == "eval":
+        from lsp.eval import run_eval_command
+
+        return run_eval_command(args)
     if args.command == "daemon":
         from lsp.model.daemon import run_daemon_command
 

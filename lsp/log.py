@@ -31,10 +31,21 @@ def setup(level: str = "info", log_file: str | None = None) -> None:
         path = Path(log_file).expanduser()
         if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
             path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(path)
             fh = logging.FileHandler(path, encoding="utf-8")
             fh.setFormatter(logging.Formatter(FORMAT))
             root.addHandler(fh)
     logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
+
+
+def _private_file(path: Path) -> None:
+    """User-only, whatever the umask: the log names the user's files (and has text at debug)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        pass
 
 
 def quiet_stderr(level: int = logging.WARNING) -> None:

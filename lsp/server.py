@@ -323,7 +323,7 @@ class HushcodeServer(LanguageServer):
             return None
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._index_thread, fn, index)
+            return await loop.run_in_executor(self._index_thread, _then_recover, fn, index)
         except Exception:
             log.exception("index operation failed")
             return None
@@ -359,6 +359,9 @@ class HushcodeServer(LanguageServer):
 
         message = "failed"
         try:
+            # Watching first: a file created or renamed during the walk is then not missed (its
+            # event waits for the walk to finish).
+            await loop.run_in_executor(None, index.start_watching)
             stats = await loop.run_in_executor(
                 None,
                 lambda: index.index_all(progress=report, cancel=lambda: self.index is not index),
@@ -371,7 +374,6 @@ class HushcodeServer(LanguageServer):
                 stats.parsed,
                 stats.seconds,
             )
-            await loop.run_in_executor(None, index.start_watching)
         except Exception:
             log.exception("indexing failed; completions go on without repository context")
         finally:
@@ -397,7 +399,7 @@ class HushcodeServer(LanguageServer):
         """Queue an index update without waiting for it (order is kept by the index thread)."""
         index = self.index
         if index is not None:
-            future = self._index_thread.submit(fn, index)
+            future = self._index_thread.submit(_then_recover, fn, index)
             future.add_done_callback(_log_failure)
 
     def document_request(self, uri: str, position: types.Position) -> CompletionRequest | None:
@@ -470,6 +472,15 @@ class HushcodeServer(LanguageServer):
             "completionsEnabled": self.completions_enabled,
             "settings": to_wire(self.settings),
         }
+
+
+def _then_recover(fn: Callable[[WorkspaceIndex], T], index: WorkspaceIndex) -> T:
+    """Run `fn`; if its write lost the database (locked, full), refill the new one."""
+    try:
+        return fn(index)
+    finally:
+        if index.needs_reindex:
+            index.recover()
 
 
 def _log_failure(future: Any) -> None:
@@ -719,7 +730,14 @@ async def _complete(ls: HushcodeServer, uri: str, position: types.Position) -> s
     except asyncio.CancelledError:
         cancel.cancel()  # `$/cancelRequest`: stop the generation, answer with an empty result
         return None
-    return result.text if result else None
+    if result is None:
+        return None
+    if ls.workspace.get_text_document(uri).version != req.version:
+        # The document changed while this was generated: it was for text that is gone. (A
+        # suggestion the user typed into comes back from the cache on the next request.)
+        result.metrics.source = "superseded"
+        return None
+    return result.text
 
 
 @server.command("hushcode.status")

@@ -116,6 +116,12 @@ def _is_locked(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    """The disk is full or refuses writes (SQLITE_FULL, SQLITE_IOERR): rebuilding cannot help."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in str(exc)
+
+
 class Store:
     def __init__(self, db_path: Path | None, *, busy_timeout: float = 2.0):
         self.db_path = db_path
@@ -220,7 +226,11 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
         self.lost = True
-        if self.db_path is not None and not self.in_memory and not _is_locked(exc):
+        if (
+            self.db_path is not None
+            and not self.in_memory
+            and not (_is_locked(exc) or _is_full(exc))
+        ):
             self.conn = self._rebuild(exc)
         else:
             log.warning("index database failed (%s); using an in-memory index", exc)

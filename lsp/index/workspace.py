@@ -217,8 +217,28 @@ class WorkspaceIndex:
             stats = self._index_all(progress, cancel)
             if self._store.lost and not stats.cancelled:
                 self._store.lost = False
+                self._restore_open()
                 stats = self._index_all(progress, cancel)
             return stats
+
+    def _restore_open(self) -> None:
+        """Write the open buffers into a database that replaced the old one."""
+        with self._lock:
+            records = [
+                FileRecord(key, 0, -1, "open:" + _hash(doc.source), "ok", doc.symbols)
+                for key, doc in self._open.items()
+                if doc.indexed
+            ]
+            self._store.write(records)
+
+    def _recover(self) -> None:
+        """The database was replaced mid-session (locked, full, corrupt): refill it. The caller
+        holds the index lock."""
+        if self._store.lost and not self._closed:
+            log.warning("index database replaced; re-indexing %s", self.root)
+            self._store.lost = False
+            self._restore_open()
+            self._index_all(None, _never)
 
     def _index_all(
         self, progress: Callable[[int, int], None] | None, cancel: Callable[[], bool]
@@ -429,6 +449,7 @@ class WorkspaceIndex:
                     for g in gone:
                         self._resolver.remove(g)
                 changed.extend(gone)
+            self._recover()
         result = [self.root / c for c in dict.fromkeys(changed)]
         if 0 < len(result) <= 5:
             with self._lock:
@@ -523,12 +544,15 @@ class WorkspaceIndex:
         and the buffer wins over the disk until `close_document`.
         """
         key, rel = self._key(path)
+        source = text.encode("utf-8")
+        if len(source) > self.max_file_bytes:  # as on disk: too big to parse on each change
+            self.close_document(path)
+            return
         with self._lock:
             doc = self._open.get(key)
             spec = self._spec(path, language_id, doc)
             if spec is None:
                 return
-            source = text.encode("utf-8")
             if doc is not None and doc.spec is spec:
                 if doc.text == text:
                     return
@@ -554,6 +578,9 @@ class WorkspaceIndex:
         An edit that does not match the buffer falls back to diffing. The points are recomputed
         from the bytes, so a client's UTF-16 columns cannot corrupt the tree.
         """
+        if len(new_text_full.encode("utf-8")) > self.max_file_bytes:
+            self.close_document(path)  # not under the lock: it takes the index lock first
+            return
         key, rel = self._key(path)
         with self._lock:
             doc = self._open.get(key)
@@ -647,11 +674,17 @@ class WorkspaceIndex:
             stats = IndexStats()
             if (self.root / rel).is_file() and self._indexable(rel):
                 self._refresh([rel], {rel: row} if row else {}, stats, force=True)
-                return
-            with self._lock:
-                if rel not in self._open:
-                    self._store.write(deletes=[rel])
-                    self._resolver.remove(rel)
+            else:
+                with self._lock:
+                    if rel not in self._open:
+                        self._store.write(deletes=[rel])
+                        self._resolver.remove(rel)
+            self._recover()
+
+    def recover(self) -> None:
+        """Refill the database if it was replaced since it was opened (see `needs_reindex`)."""
+        with self._index_lock:
+            self._recover()
 
     def parse_tree(self, path: Path | str) -> ts.Tree | None:
         """The current tree of an open document (never mutated afterwards), else None."""
@@ -759,8 +792,8 @@ class WorkspaceIndex:
         Never includes the current file nor any ignored file; the packed snippets' texts, paths
         and `_rt.SNIPPET_OVERHEAD` per snippet fit in `budget_chars`.
         """
-        if budget_chars <= _rt.SNIPPET_OVERHEAD:
-            return []
+        if budget_chars <= _rt.SNIPPET_OVERHEAD or len(text) > self.max_file_bytes:
+            return []  # a file too big to index is too big to parse for each request
         key, rel = self._key(path)
         with self._lock:
             doc = self._open.get(key)

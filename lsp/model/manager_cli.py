@@ -1,4 +1,4 @@
-"""`hushcode model list | install | verify | path`: the model manager on the command line."""
+"""`hushcode model list | install | verify | path | bench`: models on the command line."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def add_model_parser(
     sub.add_parser("path", help="print the path of an installed model").add_argument(
         "name", nargs="?", help=name_help
     )
+    from lsp.model.autoselect import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -144,11 +147,18 @@ def _path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from lsp.model.autoselect import run_model_bench
+
+    return run_model_bench(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _list,
     "install": _install,
     "verify": _verify,
     "path": _path,
+    "bench": _bench,
 }
 
 
