@@ -166,9 +166,10 @@ def session(tmp_path: Path, model_path: Path) -> Callable[..., Any]:
         base: dict[str, Any] = {
             "model": {"name": str(model_path)},
             "completion": {"timeBudgetMs": 30000},
+            "actions": {"timeBudgetMs": 300000},
         }
         merged = {**base, **(settings or {})}
-        for section in ("model", "completion"):
+        for section in ("model", "completion", "actions"):
             if settings and section in settings:
                 merged[section] = {**base[section], **settings[section]}
         return start_session(root, settings=merged, home=tmp_path / "home", **kw)
