@@ -17,6 +17,17 @@ WALK = (
     '    """Return the paths of all .py files under root, recursively."""\n'
     "    \n"
 )
+# A long list to continue: the model writes one country per line until the dict closes, well
+# over a thousand tokens, so that even a fast machine is still generating when the cancel arrives.
+CAPITALS = (
+    "def capitals():\n"
+    '    """Every country of the world (all 195) and its capital, in alphabetical order."""\n'
+    "    return {\n"
+    '        "Afghanistan": "Kabul",\n'
+    '        "Albania": "Tirana",\n'
+    "        \n"
+    "    }\n"
+)
 
 
 def _insert(text: str, line: int, character: int, completion: str) -> str:
@@ -83,13 +94,13 @@ async def test_one_typed_character_evaluates_few_new_prompt_tokens(session):
 
 
 async def test_cancel_mid_generation_answers_quickly_and_the_next_request_works(session):
-    settings = {"completion": {"maxBlockTokens": 400, "timeBudgetMs": 30000, "warmup": False}}
+    settings = {"completion": {"maxBlockTokens": 1000, "timeBudgetMs": 60000, "warmup": False}}
     async with session(settings=settings) as s:
         await s.wait_model()
-        uri = s.open("scratch/walk.py", WALK)
+        uri = s.open("scratch/capitals.py", CAPITALS)
         params = types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=5, character=4),
+            position=types.Position(line=5, character=8),
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Invoked
             ),
@@ -101,7 +112,7 @@ async def test_cancel_mid_generation_answers_quickly_and_the_next_request_works(
             )
         )
         # Wait until the model is generating (prompt evaluated), then cancel.
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         assert not pending.done(), "the generation finished before it could be cancelled"
         cancelled_at = time.monotonic()
         s.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
@@ -115,7 +126,7 @@ async def test_cancel_mid_generation_answers_quickly_and_the_next_request_works(
         assert [m["source"] for m in metrics["recent"]][-2:] == ["cancelled", "model"]
         (abandoned,) = metrics["abandoned"]
         assert abandoned["stop_reason"] == "cancelled"
-        assert abandoned["generated_tokens"] < 400
+        assert abandoned["generated_tokens"] < 1000
 
 
 async def test_completion_fallback_for_a_client_without_inline_completion(session):
