@@ -157,6 +157,14 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, strict_int)
     conv.register_structure_hook(float, strict_float)
     conv.register_structure_hook(str, strict_str)
+
+    def strict_str_list(value: Any, _: type) -> list[str]:
+        # cattrs would read a dict as its keys and a string as its characters
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of strings, got {value!r}")
+        return [strict_str(v, str) for v in value]
+
+    conv.register_structure_hook_func(lambda t: t == list[str], strict_str_list)
     return conv
 
 

@@ -328,7 +328,9 @@ def _stamp_ok(entry: ModelEntry, path: Path) -> bool:
 def _write_stamp(entry: ModelEntry, path: Path) -> None:
     stamp = _stamp_path(path)
     tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")  # two servers may verify at once
-    tmp.write_text(json.dumps(_fingerprint(entry, path)), "utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(_fingerprint(entry, path)))
     os.replace(tmp, stamp)
 
 
@@ -340,6 +342,7 @@ def _lock(target: Path) -> Iterator[None]:
         return
     import fcntl
 
-    with open(target.with_name(target.name + ".lock"), "a") as f:
+    lock = os.open(target.with_name(target.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield

@@ -50,3 +50,12 @@ def test_unknown_keys_are_ignored():
     settings, problems = parse_settings({"server": {"command": ["x"]}, "model": {"name": "m.gguf"}})
     assert problems == []
     assert settings.model.name == "m.gguf"
+
+
+def test_a_list_setting_must_be_a_list_of_strings():
+    for wrong in ({"python": False}, "python"):
+        settings, problems = parse_settings({"disabledLanguages": wrong})
+        assert settings.disabled_languages == []
+        assert any("disabledLanguages" in p for p in problems)
+    settings, problems = parse_settings({"disabledLanguages": ["go"]})
+    assert settings.disabled_languages == ["go"] and problems == []
