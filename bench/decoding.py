@@ -126,7 +126,10 @@ class Runner:
     def __init__(self, model: LlamaModel) -> None:
         self.model = model
         self.context: list[tuple[str, str]] = []
-        self.probe = EngineProbe(model, context=lambda _req: list(self.context))
+        # No time budget: a loaded machine must not cut one system's completions and not another's.
+        self.probe = EngineProbe(
+            model, context=lambda _req: list(self.context), time_budget_ms=120_000
+        )
 
     async def run_case(self, case: Case, spec: Speculation) -> Outcome:
         self.model.speculation = spec

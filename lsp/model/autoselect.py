@@ -265,7 +265,13 @@ class Request:
 class EngineProbe:
     """The completion engine as the server runs it (no protocol, no debounce, no warm-up)."""
 
-    def __init__(self, model: Any, *, context: Callable[[Any], list[tuple[str, str]]] | None):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        context: Callable[[Any], list[tuple[str, str]]] | None,
+        time_budget_ms: int | None = None,
+    ) -> None:
         from lsp.completion.engine import CompletionEngine
         from lsp.completion.fim import load_templates
         from lsp.config import CompletionSettings
@@ -273,6 +279,8 @@ class EngineProbe:
 
         self.service = ModelService()
         settings = CompletionSettings(debounce_min_ms=0, debounce_max_ms=0, warmup=False)
+        if time_budget_ms is not None:
+            settings.time_budget_ms = time_budget_ms
         self.engine = CompletionEngine(self.service, load_templates(), settings, context=context)
         self.engine.repo_name = "workspace"
         self._model = model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import os
 import time
@@ -76,34 +77,53 @@ class DecodeStats:
 
 
 class CostModel:
-    """Seconds per evaluation by batch size, learned from the evaluations themselves.
+    """Seconds per evaluation by batch size: a measured curve, scaled by what this machine does.
 
-    On a CPU a batch of n tokens costs far more than one token (2 cores: about 2x for n = 2 and
-    6x for n = 9, see bench/results/decoding-latest.md), so drafting pays only when many drafted
-    tokens are accepted. Sizes not seen yet are estimated from the one-token cost and `PRIOR`.
+    On a CPU a batch of n tokens costs far more than one token (2 cores, AVX-512: 1.6-2.3x for
+    n = 2, 4.6-5.0x for n = 9, 6-6.3x for n = 17; llama.cpp's tiled kernels start at n = 8), so
+    drafting pays only when long drafts are mostly accepted. `PRIOR` holds that curve; two
+    numbers are learned from the evaluations themselves: the one-token time and how much this
+    machine's batches deviate from the curve.
     """
 
     ALPHA = 0.2
     DEFAULT_ONE = 0.03
+    PRIOR = ((1, 1.0), (2, 2.3), (3, 2.9), (5, 4.2), (9, 5.0), (17, 6.3))
+    """(batch size, cost relative to one token), measured with bench/decoding.py's method on
+    this project's 2-core machine, the larger of the 0.5B's and the 1.5B's ratio."""
 
-    @staticmethod
-    def prior(n: int) -> float:
-        """Cost of a batch of `n` relative to one token (measured ratios, rounded up)."""
-        return 1.0 if n <= 1 else 0.7 + 0.6 * n
+    @classmethod
+    def prior(cls, n: int) -> float:
+        """The curve at `n`, linear between the measured points and beyond the last."""
+        points = cls.PRIOR
+        if n <= points[0][0]:
+            return points[0][1]
+        for (n0, r0), (n1, r1) in itertools.pairwise(points):
+            if n <= n1:
+                return r0 + (r1 - r0) * (n - n0) / (n1 - n0)
+        (n0, r0), (n1, r1) = points[-2], points[-1]
+        return r1 + (r1 - r0) * (n - n1) / (n1 - n0)
 
     def __init__(self) -> None:
-        self.seconds: dict[int, float] = {}
+        self.one: float | None = None
+        self.scale = 1.0
+        """Observed batch cost over the curve's prediction (EMA); above 1: batches cost more."""
+        self.guard_rate = 0.3
+        """Share of verifications that needed one more one-token evaluation (EMA)."""
 
     def observe(self, n: int, seconds: float) -> None:
-        old = self.seconds.get(n)
-        self.seconds[n] = seconds if old is None else old + self.ALPHA * (seconds - old)
+        if n <= 1:
+            self.one = seconds if self.one is None else self.one + self.ALPHA * (seconds - self.one)
+            return
+        ratio = seconds / (self.estimate(1) * self.prior(n))
+        self.scale += self.ALPHA * (ratio - self.scale)
+
+    def observe_guard(self, triggered: bool) -> None:
+        self.guard_rate += self.ALPHA * (float(triggered) - self.guard_rate)
 
     def estimate(self, n: int) -> float:
-        known = self.seconds.get(n)
-        if known is not None:
-            return known
-        one = self.seconds.get(1, self.DEFAULT_ONE)
-        return one * self.prior(n)
+        one = self.one if self.one is not None else self.DEFAULT_ONE
+        return one if n <= 1 else one * self.prior(n) * self.scale
 
 
 GUARD_MARGIN = 0.5
@@ -161,13 +181,14 @@ class Speculation:
         if not self.adaptive:
             return len(draft.tokens)
         a = self.acceptance(draft)
-        best_k, best_rate = 0, 1.0 / costs.estimate(1)
+        one = costs.estimate(1)
+        best_k, best_rate = 0, 1.0 / one
         expected = 1.0
         p = 1.0
         for k in range(1, len(draft.tokens) + 1):
             p *= a
             expected += p
-            rate = expected / costs.estimate(k + 1)
+            rate = expected / (costs.estimate(k + 1) + costs.guard_rate * one)
             if rate > best_rate:
                 best_k, best_rate = k, rate
         return best_k
@@ -446,6 +467,7 @@ class LlamaModel:
                 decode.drafted += len(drafts)
                 spec.note(self._last_draft, len(drafts), accepted)
                 close = [r for r in range(accepted + 1) if guard and margins[r] < spec.guard]
+                self.costs.observe_guard(bool(close))
                 if close:
                     # Too close to call with batch kernels (their logits differ slightly from a
                     # one-token evaluation's): that row's input is evaluated alone, as plain
