@@ -14,8 +14,9 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 @attrs.define
 class ModelSettings:
-    name: str = "qwen2.5-coder-0.5b-instruct"
-    """A registry name (`hushcode model list`) or a path to a local GGUF file."""
+    name: str = "auto"
+    """A registry name (`hushcode model list`), a path to a local GGUF file, or `auto`: the
+    1.5B when `hushcode model bench` measured it within the latency budget here, else the 0.5B."""
     threads: int = 0
     """Threads for inference; 0 picks the number of physical cores."""
     context_size: int = 4096

@@ -466,6 +466,8 @@ class HushcodeServer(LanguageServer):
             "model": {
                 "state": self.service.state.value,
                 "name": self.settings.model.name,
+                # what `name` stands for here (`auto` picks by this machine's measured speed)
+                "loaded": self.service.model.info.name if self.service.model else None,
                 "error": self.service.error,
                 "family": self.engine.template.family if self.engine.template else None,
             },

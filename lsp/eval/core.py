@@ -296,13 +296,14 @@ class EngineRunner:
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         from lsp.model.llama import LlamaModel
-        from lsp.model.manager import resolve_model
+        from lsp.model.manager import concrete_name, display_name, resolve_model
 
         m = self.settings.model
+        name = await asyncio.to_thread(concrete_name, m.name)
+        display = display_name(name)
         if progress:
-            progress(f"loading model {m.name}")
-        path = await asyncio.to_thread(resolve_model, m.name)
-        display = Path(m.name).name if Path(m.name).suffix == ".gguf" else m.name
+            progress(f"loading model {display}")
+        path = await asyncio.to_thread(resolve_model, name)
         model = await self.service.load(
             lambda: LlamaModel(path, name=display, n_ctx=m.context_size, n_threads=m.threads)
         )

