@@ -222,6 +222,7 @@ class CompletionEngine:
                 stop=template.stop,
                 stop_check=stop_check,
                 cancel=cancel,
+                prefix=built.pad,  # the typed indentation or space: the output starts with it
             )
             if cancel.cancelled:
                 self.metrics.abandoned.append(asdict(gen.stats))

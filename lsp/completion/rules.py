@@ -109,6 +109,10 @@ def _inside_string_or_comment(language_id: str, text: str, offset: int) -> bool:
     return False
 
 
+RUNAWAY_BLANKS = 16
+"""A first line of this many spaces or tabs and nothing else ends the completion, empty."""
+
+
 def stop_at(text: str, p: Plan, *, first_line_indent: int | None = None) -> int | None:
     """Where the completion must end, given what has been generated so far (None: go on).
 
@@ -117,6 +121,9 @@ def stop_at(text: str, p: Plan, *, first_line_indent: int | None = None) -> int 
     """
     if first_line_indent is not None and p.multiline and first_line_indent < p.block_indent:
         return 0  # the model left the block at once: nothing belongs here
+    head = text.split("\n", 1)[0]
+    if len(head) >= RUNAWAY_BLANKS and not head.strip():
+        return 0  # only more and more blanks after the cursor: the model has nothing to say
     if not p.multiline:
         nl = text.find("\n")
         if nl >= 0 and (nl > 0 or text.strip()):
@@ -124,12 +131,15 @@ def stop_at(text: str, p: Plan, *, first_line_indent: int | None = None) -> int 
         return None
     lines = text.split("\n")
     pos = len(lines[0]) + 1
-    # Only complete lines are judged; the last element may still be growing.
-    for line in lines[1:-1]:
+    for i, line in enumerate(lines[1:], 1):
         stripped = line.strip()
+        # A dedent shows with a line's first visible character (its indentation cannot change
+        # after that), so the line still growing at the end is judged too: no tokens are spent
+        # on a line that is thrown away. A repeat of the next line needs the whole line.
         if stripped and indent_width(line) < p.block_indent:
             return pos - 1
-        if stripped and p.next_line and stripped == p.next_line and len(stripped) > 1:
+        complete = i < len(lines) - 1
+        if complete and stripped and p.next_line and stripped == p.next_line and len(stripped) > 1:
             return pos - 1
         pos += len(line) + 1
     return None

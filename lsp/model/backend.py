@@ -95,8 +95,15 @@ class Model(Protocol):
         stop_check: StopCheck | None = None,
         cancel: Callable[[], bool] = lambda: False,
         deadline: float | None = None,
+        prefix: str = "",
     ) -> Generation:
-        """Greedy generation after `tokens`; checks `cancel` and `deadline` between tokens."""
+        """Greedy generation after `tokens`; checks `cancel` and `deadline` between tokens.
+
+        `prefix`: text the output must begin with (what the user typed at the cursor and the
+        prompt leaves out, such as a blank line's indentation: tokenizers glue whitespace to
+        the next word). A backend that can constrain decoding picks, until the output covers
+        it, the best token consistent with it ("token healing"); one that cannot ignores it.
+        """
         ...
 
     def close(self) -> None: ...

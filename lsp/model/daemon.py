@@ -204,8 +204,11 @@ class SharedLlama:
         """Drop sequence `seq`'s cache from position `keep` on."""
         self._lib.llama_memory_seq_rm(self.ctx.memory, seq, keep, -1)
 
-    def decode(self, seq: int, start: int, tokens: Sequence[int], *, logits: bool) -> int | None:
-        """Evaluate `tokens` at positions `start...` of `seq`; the greedy next token if `logits`."""
+    def decode(
+        self, seq: int, start: int, tokens: Sequence[int], *, logits: bool, heal: str = ""
+    ) -> int | None:
+        """Evaluate `tokens` at positions `start...` of `seq`; the greedy next token if `logits`
+        (with `heal`, the best token consistent with that text: see `Model.generate`)."""
         b = self._batch.batch
         b.n_tokens = len(tokens)
         for i, tok in enumerate(tokens):
@@ -224,7 +227,9 @@ class SharedLlama:
         values = np.ctypeslib.as_array(
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         )
-        return int(np.argmax(values))
+        from lsp.model.llama import best_token
+
+        return best_token(values, self.base.consistent_tokens(heal) if heal else None)
 
     def close(self) -> None:
         self.ctx.close()
@@ -269,6 +274,8 @@ class _Job:
     tokens: list[int]
     max_tokens: int = 0
     stop: tuple[str, ...] = ()
+    prefix: str = ""
+    """Text the output must start with (token healing)."""
     deadline: float | None = None
     priority: int = COMPLETION
     cancelled: bool = False
@@ -283,6 +290,10 @@ class _Job:
 
     def __post_init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+
+    def uncovered(self) -> str:
+        """What of `prefix` the output has not written yet."""
+        return self.prefix[len(self.text) :] if len(self.text) < len(self.prefix) else ""
 
 
 class Daemon:
@@ -547,6 +558,7 @@ class Daemon:
                     tokens=tokens,
                     max_tokens=int(frame.get("max_tokens", 0)),
                     stop=tuple(str(s) for s in frame.get("stop", ())),
+                    prefix=str(frame.get("prefix", "")),
                     deadline=None if timeout is None else time.monotonic() + float(timeout),
                     priority=WARMUP if op == "evaluate" else int(frame.get("priority", COMPLETION)),
                 )
@@ -616,7 +628,11 @@ class Daemon:
             chunk, job.pending = job.pending[:_CHUNK], job.pending[_CHUNK:]
             last = not job.pending
             token = engine.decode(
-                slot.seq, len(slot.cached), chunk, logits=last and job.kind == "generate"
+                slot.seq,
+                len(slot.cached),
+                chunk,
+                logits=last and job.kind == "generate",
+                heal=job.prefix,
             )
             slot.cached.extend(chunk)
             job.stats.evaluated_tokens += len(chunk)
@@ -650,7 +666,9 @@ class Daemon:
         if job.stats.generated_tokens >= job.max_tokens:
             self._finish(job, "limit")
             return
-        next_token = engine.decode(slot.seq, len(slot.cached), [token], logits=True)
+        next_token = engine.decode(
+            slot.seq, len(slot.cached), [token], logits=True, heal=job.uncovered()
+        )
         slot.cached.append(token)
         job.next_token = -1 if next_token is None else next_token
 
@@ -913,6 +931,7 @@ class DaemonModel:
         stop_check: StopCheck | None = None,
         cancel: Callable[[], bool] = lambda: False,
         deadline: float | None = None,
+        prefix: str = "",
     ) -> Generation:
         priority = self.priority() if self.priority is not None else COMPLETION
         request = {
@@ -920,6 +939,7 @@ class DaemonModel:
             "tokens": list(tokens),
             "max_tokens": max_tokens,
             "stop": list(stop),
+            "prefix": prefix,
             "priority": max(COMPLETION, min(WARMUP, priority)),
             "timeout": None if deadline is None else max(0.0, deadline - time.monotonic()),
         }

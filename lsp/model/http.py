@@ -806,7 +806,9 @@ class HttpModel:
         stop_check: StopCheck | None = None,
         cancel: Callable[[], bool] = lambda: False,
         deadline: float | None = None,
+        prefix: str = "",
     ) -> Generation:
+        # `prefix` (token healing) needs the logits, which a server keeps: its sampler decides.
         return self._generate(
             tokens,
             max_tokens=max_tokens,

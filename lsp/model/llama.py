@@ -203,6 +203,13 @@ class Speculation:
             self.rejected[b] = self.rejected.get(b, 0.0) + 1
 
 
+def best_token(logits: Any, allowed: Any = None) -> int:
+    """The id of the largest logit, among the ids in `allowed` when it names any."""
+    if allowed is None or not len(allowed):
+        return int(np.argmax(logits))
+    return int(allowed[int(np.argmax(logits[allowed]))])
+
+
 class LlamaModel:
     """A `Model` (see backend.py) on llama-cpp-python. Call from one thread at a time."""
 
@@ -237,6 +244,12 @@ class LlamaModel:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._n_vocab = self._llm.n_vocab()
         self._stop_ids = self._collect_stop_ids()
+        self._texts: list[str] | None = None
+        """Every token's text (for `consistent_tokens`); read at load, not on a first request."""
+        self._consistent_ids: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        self.consistent_tokens(" ")
+        log.debug("token texts read in %.0f ms", (time.perf_counter() - t0) * 1000)
         fim = FimTokens(
             prefix=llama_cpp.llama_vocab_fim_pre(self._vocab),
             suffix=llama_cpp.llama_vocab_fim_suf(self._vocab),
@@ -349,6 +362,35 @@ class LlamaModel:
         )
         return int(np.argmax(logits))
 
+    def _best_after(self, uncovered: str) -> int:
+        """The greedy token after the cache; with `uncovered`, the best one consistent with it."""
+        if not uncovered:
+            return self._argmax()
+        ptr = self._lib.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        logits: Any = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self._n_vocab,)
+        )
+        return best_token(logits, self.consistent_tokens(uncovered))
+
+    def consistent_tokens(self, text: str) -> Any:
+        """Ids of the tokens that continue `text`: they start with it, or are a start of it."""
+        hit = self._consistent_ids.get(text)
+        if hit is None:
+            if self._texts is None:
+                self._texts = [
+                    self._piece_bytes(t, special=False).decode("utf-8", errors="ignore")
+                    for t in range(self._n_vocab)
+                ]
+            ids = [
+                t
+                for t, s in enumerate(self._texts)
+                if s and t not in self._stop_ids and (s.startswith(text) or text.startswith(s))
+            ]
+            hit = np.asarray(ids, dtype=np.int64)
+            if len(self._consistent_ids) < 256:  # pads are few: indentation widths, one space
+                self._consistent_ids[text] = hit
+        return hit
+
     def _decode(self, batch: Sequence[int]) -> list[int]:
         """Evaluate `batch` after the cache; the greedy prediction after each of its tokens."""
         return self._decode_rows(batch, margins=False)[0]
@@ -401,13 +443,15 @@ class LlamaModel:
         stop_check: StopCheck | None = None,
         cancel: Callable[[], bool] = lambda: False,
         deadline: float | None = None,
+        prefix: str = "",
     ) -> Generation:
         """Greedy generation; with `speculation`, drafted tokens are verified in one batch.
 
         Every token is taken as plain greedy decoding takes it: cancel, deadline, max_tokens,
         control tokens, stop strings and `stop_check` are applied one token at a time, and the
         token that ends generation is never evaluated (the cache holds the prompt and the tokens
-        before it, so the next request's prefix match is exact).
+        before it, so the next request's prefix match is exact). Until the output covers
+        `prefix`, each token is the best one consistent with it, one token per step.
         """
         start = time.perf_counter()
         reused, evaluated, done = self._sync(tokens, cancel)
@@ -428,7 +472,12 @@ class LlamaModel:
         llm = self._llm
         # `queue[i]` sits at cache position `base + i`, evaluated except for the last (pending).
         base = llm.n_tokens
-        queue = [self._argmax()]
+
+        def uncovered() -> str:
+            """What of `prefix` the output has not written yet."""
+            return prefix[len(out.text) :] if len(out.text) < len(prefix) else ""
+
+        queue = [self._best_after(uncovered())]
         reason: str | None = None
         while reason is None:
             for i, token in enumerate(queue):
@@ -454,13 +503,15 @@ class LlamaModel:
             if reason is not None:
                 break
             pending = queue[-1]
-            drafts = self._drafts(drafter, out, max_tokens - stats.generated_tokens - 1)
+            healing = uncovered()
+            room = max_tokens - stats.generated_tokens - 1
+            drafts = [] if healing else self._drafts(drafter, out, room)
             t0 = time.perf_counter()
             guard = bool(drafts) and spec.guard > 0
             preds, margins = self._decode_rows([pending, *drafts], margins=guard)
             self.costs.observe(1 + len(drafts), time.perf_counter() - t0)
             accepted = accepted_prefix(drafts, preds)
-            nxt = preds[accepted]
+            nxt = self._best_after(healing) if healing else preds[accepted]
             decode.steps += 1
             if drafts:
                 decode.batched_steps += 1

@@ -65,6 +65,7 @@ class FakeModel:
         stop_check: StopCheck | None = None,
         cancel: Callable[[], bool] = lambda: False,
         deadline: float | None = None,
+        prefix: str = "",
     ) -> Generation:
         prompt = self.detokenize(tokens)
         self.prompts.append(prompt)

@@ -77,6 +77,28 @@ def test_multi_line_stops_at_a_dedent_below_the_block():
     assert rules.stop_at(text, p) == len("total = n * 2\n    return total")
 
 
+def test_a_dedent_is_seen_at_the_first_visible_character_of_a_line():
+    """No token is spent on the rest of a line that is thrown away."""
+    p, _, _ = plan_at("def f(n):\n    |\n")
+    body = "total = n * 2\n    return total"
+    assert rules.stop_at(body + "\nd", p) == len(body)
+    assert rules.stop_at(body + "\n  ", p) is None  # indentation still growing: not yet
+    assert rules.stop_at(body + "\n    x", p) is None  # in the block
+    # a repeat of the next line is judged only once the line is complete
+    q, _, _ = plan_at("def f(n):\n    |\n    return total\n")
+    assert rules.stop_at("total = n * 2\n    return tot", q) is None
+    assert rules.stop_at("total = n * 2\n    return total\n", q) == len("total = n * 2")
+
+
+def test_a_first_line_of_nothing_but_blanks_ends_empty():
+    """Seen when the typed indentation is not where the model wanted to write."""
+    p, _, _ = plan_at("def f(n):\n    |\n")
+    assert rules.stop_at(" " * 8, p) is None  # more indentation may still lead to code
+    assert rules.stop_at(" " * rules.RUNAWAY_BLANKS, p) == 0
+    q, _, _ = plan_at("x = |\n")
+    assert rules.stop_at("\t" * rules.RUNAWAY_BLANKS, q) == 0
+
+
 def test_multi_line_stops_where_it_repeats_the_suffix():
     p, _, _ = plan_at("def f(n):\n    |\n    return total\n")
     text = "total = n * 2\n    return total\n"

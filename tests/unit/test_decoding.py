@@ -145,6 +145,8 @@ class ToyModel(LlamaModel):
         self.speculation = Speculation()
         self.costs = CostModel()
         self._last_draft = None
+        self._texts = None
+        self._consistent_ids = {}
         from lsp.model.llama import DecodeStats
 
         self.last_decode = DecodeStats()
@@ -445,6 +447,24 @@ def test_plain_greedy_of_the_fake_matches_its_language() -> None:
         expected = expected[: expected.index(EOS)]
     _, _, _, taken = run(model, Speculation(lookup=False), prompt, max_tokens=12)
     assert taken == expected
+
+
+@pytest.mark.parametrize("prefix", ["    ", "  "])
+def test_a_prefix_is_written_first_then_decoding_is_plain_greedy(prefix: str) -> None:
+    """Token healing: the only token consistent with the typed blanks ("    ", token 2) comes
+    first whatever the model prefers; after it, every mode decodes as plain greedy does."""
+    model = ToyModel(5, close_rate=0.0)
+    prompt = repetitive_prompt(random.Random(5), 30)
+    cont = model.fake.continuation([*prompt, 2], 39)
+    if EOS in cont:
+        cont = cont[: cont.index(EOS)]
+    assert model.fake.continuation(prompt, 1) != [2], "the prefix must change the first token"
+    for spec in (Speculation(lookup=False), Speculation(), always()):
+        text, reason, _, taken = run(model, spec, prompt, prefix=prefix)
+        assert taken[0] == 2 and text.startswith("    "), (spec, taken)
+        assert taken[1:] == cont[: len(taken) - 1]
+        assert len(taken) == min(40, 1 + len(cont))
+        assert model.cached() == expected_cache(prompt, (text, reason, 0, taken))
 
 
 # -- model: "auto" ---------------------------------------------------------------------------
