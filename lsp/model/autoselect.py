@@ -152,7 +152,9 @@ def load_result(path: Path | None = None) -> BenchResult | None:
 def save_result(result: BenchResult, path: Path | None = None) -> Path:
     path = path or cache_path()
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2), "utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(result.to_json(), indent=2))
     os.replace(tmp, path)
     return path
 
@@ -414,7 +416,9 @@ def add_bench_parser(
 def run_model_bench(args: argparse.Namespace) -> int:
     names = list(args.names) or installed_models()
     if not names:
-        print(f"hushcode: no model is installed: run `hushcode model install {FAST}`", sys.stderr)
+        print(
+            f"hushcode: no model is installed: run `hushcode model install {FAST}`", file=sys.stderr
+        )
         return 1
     try:
         result = run_bench(

@@ -12,7 +12,6 @@ from lsp.model.manager import (
     AUTO,
     ModelEntry,
     concrete_name,
-    default_entry,
     get_entry,
     install,
     installed_path,
@@ -127,6 +126,15 @@ def _install(args: argparse.Namespace) -> int:
         bar.close()
     state = "installed and verified" if bar.started else "already installed and verified"
     print(f"{entry.name}: {state}", file=sys.stderr)
+    from lsp.model.autoselect import ACCURATE, load_result
+
+    result = load_result()
+    if entry.name == ACCURATE and (result is None or ACCURATE not in result.models):
+        print(
+            f'model "auto" loads {ACCURATE} once this machine is measured serving it fast '
+            "enough: run `hushcode model bench` (a minute or two)",
+            file=sys.stderr,
+        )
     print(path)
     return 0
 
@@ -168,9 +176,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _entry(name: str | None) -> ModelEntry:
-    if name and name.strip().lower() == AUTO:
-        name = concrete_name(name)
-    return get_entry(name) if name else default_entry()
+    """The named model; `auto` or no name: what the server's default setting loads here."""
+    return get_entry(concrete_name(name or AUTO))
 
 
 def _status(entry: ModelEntry) -> str:

@@ -20,9 +20,11 @@ from tests.conftest import EXAMPLES, start_session
 FIB = "def fib(n):\n    if n < 2:\n        return n\n    return \n"
 
 
-def _link(home: Path, name: str) -> None:
+def _link(home: Path, name: str, *, required: bool = True) -> None:
     real = installed_path(name)
     if real is None:
+        if not required:
+            return
         pytest.skip(f"{name} is not installed (`make model-large` installs the 1.5B)")
     models = home / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,9 @@ def _measured(home: Path, warm_ms: float, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 async def _loaded(home: Path) -> dict[str, Any]:
-    async with start_session(EXAMPLES, settings={"model": {"name": "auto"}}, home=home) as s:
+    # the suite's generous time budget: the 1.5B on a loaded machine must not be cut short
+    settings = {"model": {"name": "auto"}, "completion": {"timeBudgetMs": 30000}}
+    async with start_session(EXAMPLES, settings=settings, home=home) as s:
         for _ in range(600):
             status = await s.command("hushcode.status")
             if status["model"]["state"] in ("ready", "failed"):
@@ -61,31 +65,29 @@ async def test_auto_is_the_default_and_loads_the_fast_model_when_the_other_is_un
     assert Settings().model.name == "auto"
     home = tmp_path / "home"
     _link(home, autoselect.FAST)
-    _link(home, autoselect.ACCURATE)  # installed, but never measured here
+    _link(home, autoselect.ACCURATE, required=False)  # installed or not, never measured here
     status = await _loaded(home)
-    assert status["model"]["name"] == "auto"
-    assert status["model"]["loaded"] == autoselect.FAST
+    assert status["model"]["setting"] == "auto"
+    assert status["model"]["name"] == autoselect.FAST  # what editors show: the real name
     assert status["completion"] and "fib(" in status["completion"]
 
 
-async def test_auto_loads_the_accurate_model_when_this_machine_serves_it_in_budget(
-    tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("over_budget_ms", "expected"),
+    [(-1, autoselect.ACCURATE), (1, autoselect.FAST)],
+    ids=["accurate-when-in-budget", "fast-when-too-slow-here"],
+)
+async def test_auto_follows_this_machines_measurement_of_the_accurate_model(
+    tmp_path: Path,
+    model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    over_budget_ms: float,
+    expected: str,
 ) -> None:
     home = tmp_path / "home"
     _link(home, autoselect.FAST)
     _link(home, autoselect.ACCURATE)
-    _measured(home, autoselect.LATENCY_BUDGET_S * 1000 - 1, monkeypatch)
+    _measured(home, autoselect.LATENCY_BUDGET_S * 1000 + over_budget_ms, monkeypatch)
     status = await _loaded(home)
-    assert status["model"]["loaded"] == autoselect.ACCURATE
+    assert status["model"]["name"] == expected
     assert status["completion"] and "fib(" in status["completion"]
-
-
-async def test_auto_keeps_the_fast_model_when_the_accurate_one_is_too_slow_here(
-    tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "home"
-    _link(home, autoselect.FAST)
-    _link(home, autoselect.ACCURATE)
-    _measured(home, autoselect.LATENCY_BUDGET_S * 1000 + 1, monkeypatch)
-    status = await _loaded(home)
-    assert status["model"]["loaded"] == autoselect.FAST

