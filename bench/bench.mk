@@ -2,6 +2,8 @@
 # LLAMA_VERSION and the `model` target).
 #   make bench        everything, under 30 minutes on 2 cores  -> bench/results/<timestamp>.md/.json
 #   make bench-quick  a few cases of each section, under 5 minutes
+#   make bench-decoding  0.5B and 1.5B with and without prompt lookup / the 0.5B drafting (issue 10)
+#                     -> bench/results/decoding-latest.md/.json
 #   make bench-peer   build llama.cpp's llama-server once per machine (about 8 minutes on 2 cores);
 #                     both targets use it; if it cannot be built the report says "peer skipped".
 # The one-time peer build is, like the llama-cpp-python wheel, not part of the time limits.
@@ -9,7 +11,7 @@
 # HUSHCODE_BENCH_CACHE (wheels, sources, run logs; default ~/.cache/hushcode-bench),
 # BENCH_MODEL (a registry name, default qwen2.5-coder-0.5b-instruct), BENCH_ARGS (extra flags).
 
-.PHONY: bench bench-quick bench-peer
+.PHONY: bench bench-quick bench-peer bench-decoding
 
 bench-peer: setup
 	@PYTHON=$(BIN)/python BUILD_CACHE=$(BUILD_CACHE) bench/build_peer.sh $(LLAMA_VERSION) >/dev/null \
@@ -20,3 +22,6 @@ bench: model bench-peer
 
 bench-quick: model bench-peer
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-decoding: model model-large
+	$(BIN)/python -m bench.decoding $(BENCH_ARGS)
