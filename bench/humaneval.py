@@ -75,8 +75,17 @@ class Case:
         return f"{_NET_GUARD}\n{body}\n{self.test}\ncheck({self.entry_point})\n"
 
 
+def data_present() -> bool:
+    return all((data_dir() / f).is_file() for f in FILES.values())
+
+
 def load(kind: str) -> list[dict[str, str]]:
     path = data_dir() / FILES[kind]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"HumanEval infilling data not found: {path} (set HUSHCODE_BENCH_DATA to the folder "
+            "with the MIT-licensed files from github.com/openai/human-eval-infilling)"
+        )
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 

@@ -3,7 +3,8 @@
 `python -m bench.run --smoke`: 2-3 HumanEval cases (single-line and multi-line), 1 repository
 case (click, downloaded once into ~/.cache/hushcode-bench), 1 latency hole, the index probe. The
 peer (llama-server) runs only when its binary is already cached (`make bench-peer`); the test
-says so when it is skipped.
+says so when it is skipped. The HumanEval files live outside the repository (../shared/bench-data
+or HUSHCODE_BENCH_DATA); without them section 1 must say so and the others must run.
 """
 
 from __future__ import annotations
@@ -23,21 +24,15 @@ if str(ROOT) not in sys.path:
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
-def _data_present() -> bool:
-    from bench import humaneval
-
-    return all((humaneval.data_dir() / f).is_file() for f in humaneval.FILES.values())
-
-
 @pytest.mark.timeout(600)
 def test_bench_smoke_writes_a_report_with_every_section(model_path: Path, tmp_path: Path) -> None:
-    if not _data_present():
-        pytest.skip(
-            "HumanEval infilling data not found (../shared/bench-data, HUSHCODE_BENCH_DATA)"
-        )
+    from bench import humaneval
     from bench.peer import cached_binary
     from bench.run import LLAMA_VERSION
 
+    data = humaneval.data_present()  # outside the repository: ../shared/bench-data
+    if not data:
+        print(f"\nbench smoke: no HumanEval data in {humaneval.data_dir()}: section 1 must say so")
     peer = cached_binary(LLAMA_VERSION)
     if peer is None:
         print("\nbench smoke: peer skipped (no cached llama-server; `make bench-peer` builds it)")
@@ -54,16 +49,21 @@ def test_bench_smoke_writes_a_report_with_every_section(model_path: Path, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "latest.json").read_text())
     md = (out / "latest.md").read_text()
-    for section in ("humaneval", "repo", "latency", "index"):
-        assert section in result and "error" not in result[section], result.get(section)
-        assert f"## {'1234'[['humaneval', 'repo', 'latency', 'index'].index(section)]}." in md
+    for number, section in enumerate(("humaneval", "repo", "latency", "index"), 1):
+        assert section in result and f"## {number}." in md
+        if section == "humaneval" and not data:
+            assert "HumanEval infilling data not found" in result[section]["error"]
+            assert "HumanEval infilling data not found" in md
+            continue
+        assert "error" not in result[section], result[section]
 
-    he = result["humaneval"]
-    assert all(he["self_check"].values()), he["self_check"]  # the sandbox works, no network
-    assert he["summary"]["single"]["n"] >= 1 and he["summary"]["multi"]["n"] >= 1
-    for case in he["cases"]:
-        assert case["hushcode"]["metrics"]["prompt_tokens"] > 0
-        assert isinstance(case["hushcode"]["passed"], bool)
+    if data:
+        he = result["humaneval"]
+        assert all(he["self_check"].values()), he["self_check"]  # the sandbox works, no network
+        assert he["summary"]["single"]["n"] >= 1 and he["summary"]["multi"]["n"] >= 1
+        for case in he["cases"]:
+            assert case["hushcode"]["metrics"]["prompt_tokens"] > 0
+            assert isinstance(case["hushcode"]["passed"], bool)
 
     rp = result["repo"]
     assert rp["summary"]["n"] >= 1, rp
@@ -80,9 +80,10 @@ def test_bench_smoke_writes_a_report_with_every_section(model_path: Path, tmp_pa
     assert ix["warm"]["parsed"] == 0  # a warm restart re-parses nothing
 
     if peer is not None:
-        assert he["cases"][0]["peer"] is not None
         assert case["peer"] is not None and case["peer_oracle"] is not None
         assert "hushcode/peer" in md
     else:
-        assert he["cases"][0]["peer"] is None
+        assert case["peer"] is None
         assert "peer skipped" in md
+    if data:
+        assert (result["humaneval"]["cases"][0]["peer"] is None) == (peer is None)

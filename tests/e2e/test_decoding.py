@@ -74,7 +74,7 @@ def holes() -> list[Hole]:
     out: list[Hole] = []
     from bench import humaneval
 
-    if all((humaneval.data_dir() / f).is_file() for f in humaneval.FILES.values()):
+    if humaneval.data_present():
         for kind, n in (("single", 5), ("multi", 1)):
             for c in humaneval.select(kind, n, seed=1):
                 out.append(Hole(c.task_id, c.path, c.text, c.offset, "python"))
