@@ -45,7 +45,7 @@ from lsp.completion.engine import CompletionEngine, CompletionRequest
 from lsp.completion.fim import load_templates
 from lsp.config import Settings, parse_settings, to_wire
 from lsp.index import Definition, SymbolNode, WorkspaceIndex, nest
-from lsp.model.backend import ModelError, ModelState
+from lsp.model.backend import ModelError, ModelInfo, ModelState
 from lsp.model.manager import concrete_name, display_name
 from lsp.model.service import CancelToken, ModelService
 
@@ -287,8 +287,7 @@ class HushcodeServer(LanguageServer):
                 types.LogMessageParams(
                     type=types.MessageType.Info,
                     message=(
-                        f"hushcode: model {info.name} ready ({info.size_bytes / 1e6:.0f} MB, "
-                        f"{info.n_threads} threads, context {info.n_ctx}, FIM {family}) "
+                        f"hushcode: model {info.name} ready ({_describe(info, family)}) "
                         f"loaded in {self.service.load_seconds:.2f} s"
                     ),
                 )
@@ -480,6 +479,14 @@ class HushcodeServer(LanguageServer):
             "completionsEnabled": self.completions_enabled,
             "settings": to_wire(self.settings),
         }
+
+
+def _describe(info: ModelInfo, family: str) -> str:
+    """Size, threads, context and FIM family; a remote server's unknowns are left out."""
+    parts = [f"{info.size_bytes / 1e6:.0f} MB"] if info.size_bytes else []
+    parts += [f"{info.n_threads} threads"] if info.n_threads else []
+    parts += [f"context {info.n_ctx}", f"FIM {family}"]
+    return ", ".join(parts)
 
 
 def _then_recover(fn: Callable[[WorkspaceIndex], T], index: WorkspaceIndex) -> T:
