@@ -271,12 +271,13 @@ class HushcodeServer(LanguageServer):
         from lsp.model.remote import make_loader
 
         m = self.settings.model
-        if m.backend != "http":  # `auto`: the model this machine serves best, named from now on
-            m = attrs.evolve(m, name=await asyncio.to_thread(concrete_name, m.name))
         self.model_name = display_name(m.name)
         token = f"hushcode-model-{uuid.uuid4()}"
         progress = await self._progress_begin(token, "hushcode: loading model", self.model_name)
         try:
+            if m.backend != "http":  # `auto`: the model this machine serves best, named from now on
+                m = attrs.evolve(m, name=await asyncio.to_thread(concrete_name, m.name))
+                self.model_name = display_name(m.name)
             # model.backend: local (in-process), daemon (shared by windows) or http (a server)
             loader = await asyncio.to_thread(make_loader, m, service=self.service)
             model = await self.service.load(loader)
@@ -299,6 +300,11 @@ class HushcodeServer(LanguageServer):
             self.service.state, self.service.error = ModelState.FAILED, str(exc)
             log.error("model not loaded: %s", exc)
             self.show(types.MessageType.Error, f"hushcode: {exc}")
+        except Exception as exc:  # a bug, not a bad file: still said, and the server serves on
+            message = f"the model could not be loaded ({type(exc).__name__}: {exc})"
+            self.service.state, self.service.error = ModelState.FAILED, message
+            log.exception("model not loaded")
+            self.show(types.MessageType.Error, f"hushcode: {message}")
         finally:
             if progress:
                 self.work_done_progress.end(

@@ -8,7 +8,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from lsp.completion import rules
@@ -256,7 +256,7 @@ class CompletionEngine:
             _drop_pad(gen.text, built.pad),
             plan,
             complete=s.stop_reason in ("eos", "stop", "rule") and not timed_out,
-            first_line_indent=_first_indent(gen.text, built.pad),
+            first_line_indent=built.first_indent(gen.text),
         )
         text = rules.parse_guard(req.language_id, req.text, req.offset, text, plan)
         if not text:
@@ -281,7 +281,7 @@ class CompletionEngine:
             offset=req.offset,
         )
         if not template.sees_suffix and plan.multiline:
-            plan = rules.Plan(False, plan.block_indent, plan.next_line, plan.line_suffix)
+            plan = replace(plan, multiline=False)
         # A typed trailing space stays out of the prompt: tokenizers glue spaces to the next word,
         # so `return ` would otherwise tempt the model into `return  fib`. Typing the space then
         # changes nothing in the prompt, and the KV cache is reused in full.
@@ -292,7 +292,7 @@ class CompletionEngine:
         prompt = template.render(
             context=context, prefix=layout.prefix, suffix=layout.suffix, middle=middle
         )
-        return _Built(prompt, plan, pad, n_files)
+        return _Built(prompt, plan, pad, n_files, blank_line=not middle.strip())
 
     # -- context ----------------------------------------------------------------------------------
 
@@ -363,16 +363,22 @@ class _Built:
     plan: rules.Plan
     pad: str
     context_files: int
+    blank_line: bool = False
+    """The cursor's line holds only blanks before it (the pad is then its indentation)."""
+
+    def first_indent(self, raw: str) -> int | None:
+        """The indentation the model gave a blank line's first line (None: it continues a line,
+        such as the space typed after `if x:`, which is not an indentation)."""
+        return _first_indent(raw, self.pad) if self.blank_line else None
 
     def stop_check(self, raw: str) -> int | None:
         """The stop rules see the text as it will be inserted; the cut is mapped back to `raw`."""
         text = _drop_pad(raw, self.pad)
-        cut = rules.stop_at(text, self.plan, first_line_indent=_first_indent(raw, self.pad))
+        cut = rules.stop_at(text, self.plan, first_line_indent=self.first_indent(raw))
         return None if cut is None else cut + len(raw) - len(text)
 
 
 def _first_indent(raw: str, pad: str) -> int | None:
-    """The indentation the model gave a blank line's first line (None: it continues a line)."""
     if not pad or ("\n" not in raw and not raw.strip()):
         return None
     first = raw.split("\n", 1)[0]

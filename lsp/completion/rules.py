@@ -25,6 +25,8 @@ class Plan:
     """The suffix's next non-empty line, stripped; the completion must not repeat it."""
     line_suffix: str
     """What follows the cursor on its line (closing brackets the completion must not repeat)."""
+    nearby_indent: int = 0
+    """The deepest indentation around the cursor (its line, the lines before and after)."""
 
 
 def indent_width(line: str) -> int:
@@ -90,7 +92,8 @@ def plan(
         block_indent = max(indent_width(middle), indent_width(opener_line) + 1)
     else:
         block_indent = indent_width(middle)
-    return Plan(multiline, block_indent, next_line.strip(), line_suffix)
+    nearby = max(block_indent, indent_width(_prev_nonblank(prefix)), indent_width(next_line))
+    return Plan(multiline, block_indent, next_line.strip(), line_suffix, nearby)
 
 
 def _inside_string_or_comment(language_id: str, text: str, offset: int) -> bool:
@@ -110,7 +113,8 @@ def _inside_string_or_comment(language_id: str, text: str, offset: int) -> bool:
 
 
 RUNAWAY_BLANKS = 16
-"""A first line of this many spaces or tabs and nothing else ends the completion, empty."""
+"""A first line of nothing but blanks, this many columns beyond the deepest indentation around
+the cursor, ends the completion, empty (the model is lost; real code never indents so far)."""
 
 
 def stop_at(text: str, p: Plan, *, first_line_indent: int | None = None) -> int | None:
@@ -122,8 +126,8 @@ def stop_at(text: str, p: Plan, *, first_line_indent: int | None = None) -> int 
     if first_line_indent is not None and p.multiline and first_line_indent < p.block_indent:
         return 0  # the model left the block at once: nothing belongs here
     head = text.split("\n", 1)[0]
-    if len(head) >= RUNAWAY_BLANKS and not head.strip():
-        return 0  # only more and more blanks after the cursor: the model has nothing to say
+    if not head.strip() and len(head.expandtabs(4)) >= p.nearby_indent + RUNAWAY_BLANKS:
+        return 0  # blanks far beyond any indentation around: the model has nothing to say
     if not p.multiline:
         nl = text.find("\n")
         if nl >= 0 and (nl > 0 or text.strip()):

@@ -59,6 +59,7 @@ from lsp.model.backend import (
     ModelInfo,
     StopCheck,
 )
+from lsp.model.llama import best_token
 from lsp.model.remote import COMPLETION, WARMUP, Cutter, find_stop
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,6 @@ class SharedLlama:
         values = np.ctypeslib.as_array(
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         )
-        from lsp.model.llama import best_token
-
         return best_token(values, self.base.consistent_tokens(heal) if heal else None)
 
     def close(self) -> None:

@@ -203,6 +203,13 @@ class Speculation:
             self.rejected[b] = self.rejected.get(b, 0.0) + 1
 
 
+def _strict_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""  # never consistent with a prefix (see `LlamaModel.consistent_tokens`)
+
+
 def best_token(logits: Any, allowed: Any = None) -> int:
     """The id of the largest logit, among the ids in `allowed` when it names any."""
     if allowed is None or not len(allowed):
@@ -377,9 +384,10 @@ class LlamaModel:
         hit = self._consistent_ids.get(text)
         if hit is None:
             if self._texts is None:
+                # strict: a token ending in part of a UTF-8 character would be taken for its
+                # first bytes alone, and the rest of that character lost
                 self._texts = [
-                    self._piece_bytes(t, special=False).decode("utf-8", errors="ignore")
-                    for t in range(self._n_vocab)
+                    _strict_text(self._piece_bytes(t, special=False)) for t in range(self._n_vocab)
                 ]
             ids = [
                 t

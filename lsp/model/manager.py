@@ -167,7 +167,10 @@ def concrete_name(name_or_path: str) -> str:
     if name_or_path.strip().lower() == AUTO:
         from lsp.model.autoselect import resolve_auto
 
-        return resolve_auto()
+        try:
+            return resolve_auto()
+        except OSError as exc:  # the cache directory cannot be read or made
+            raise ModelError(f'model "auto": cannot read hushcode\'s cache ({exc})') from exc
     return name_or_path
 
 

@@ -39,6 +39,9 @@ def make_loader(m: ModelSettings, *, service: Any = None) -> Callable[[], Model]
     if m.backend == "daemon":
         from lsp.model.daemon import DaemonModel
 
+        if m.draft.strip():
+            log.warning("model.draft applies to the local backend only; the daemon decodes alone")
+
         priority = (lambda: running_priority(service)) if service is not None else None
         return lambda: DaemonModel(
             path,
@@ -51,10 +54,15 @@ def make_loader(m: ModelSettings, *, service: Any = None) -> Callable[[], Model]
         )
     from lsp.model.llama import LlamaModel
 
-    draft = m.draft.strip()
+    draft = concrete_name(m.draft.strip()) if m.draft.strip() else ""
     if not draft:
         return lambda: LlamaModel(path, name=display, n_ctx=m.context_size, n_threads=m.threads)
-    draft_path = resolve_model(concrete_name(draft))
+    draft_path = resolve_model(draft)
+    if draft_path.resolve() == path.resolve():
+        raise ModelError(
+            f"model.draft names the model itself ({display}): a draft model must be a smaller "
+            "one of the same family, or clear model.draft"
+        )
 
     def with_draft() -> LlamaModel:
         """Speculative decoding (measured slower than plain decoding on small CPUs: see the

@@ -94,7 +94,8 @@ def test_a_first_line_of_nothing_but_blanks_ends_empty():
     """Seen when the typed indentation is not where the model wanted to write."""
     p, _, _ = plan_at("def f(n):\n    |\n")
     assert rules.stop_at(" " * 8, p) is None  # more indentation may still lead to code
-    assert rules.stop_at(" " * rules.RUNAWAY_BLANKS, p) == 0
+    assert rules.stop_at(" " * (p.nearby_indent + rules.RUNAWAY_BLANKS - 1), p) is None
+    assert rules.stop_at(" " * (p.nearby_indent + rules.RUNAWAY_BLANKS), p) == 0
     q, _, _ = plan_at("x = |\n")
     assert rules.stop_at("\t" * rules.RUNAWAY_BLANKS, q) == 0
 
@@ -233,3 +234,17 @@ def test_the_time_budget_stops_a_runaway_generation_after_its_first_token():
     text, model = run(_complete("x = |\n", "compute(1, 2, 3, 4, 5, 6, 7, 8, 9)", time_budget_ms=0))
     assert model.generated <= 2
     assert text in (None, "c", "co")
+
+
+def test_engine_keeps_code_after_the_space_typed_behind_a_block_opener():
+    """The typed space after `if x:` is no indentation: ` return x` continues that line."""
+    text, _ = run(_complete("def f(x):\n    if x: |\n", " return x\n"))
+    assert text == "return x"
+
+
+def test_deep_code_on_a_blank_line_is_not_taken_for_runaway_blanks():
+    deep = " " * 20
+    p, _, _ = plan_at(f"def f():\n{deep}x = 1\n|\n{deep}y = 2\n")
+    assert p.nearby_indent == 20
+    assert rules.stop_at(deep[:-1], p) is None  # the model writes the indentation itself
+    assert rules.stop_at(deep + " " * rules.RUNAWAY_BLANKS, p) == 0
