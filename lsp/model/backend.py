@@ -107,3 +107,15 @@ class Model(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def find_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Where the first of the `stop` strings occurs in `text` (None: none does)."""
+    best: int | None = None
+    for s in stop:
+        if not s:
+            continue
+        i = text.find(s)
+        if i >= 0 and (best is None or i < best):
+            best = i
+    return best

@@ -58,9 +58,10 @@ from lsp.model.backend import (
     ModelError,
     ModelInfo,
     StopCheck,
+    find_stop,
 )
 from lsp.model.llama import best_token
-from lsp.model.remote import COMPLETION, WARMUP, Cutter, find_stop
+from lsp.model.remote import COMPLETION, WARMUP, Cutter
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from lsp.model.backend import (
     ModelError,
     ModelInfo,
     StopCheck,
+    find_stop,
 )
 from lsp.model.draft import Draft, NgramDrafter, accepted_prefix
 
@@ -616,7 +617,7 @@ class _Output:
         self.tokens.append(token)
         self.raw += self._model._piece_bytes(token, special=False)
         text = self.text = self.raw.decode("utf-8", errors="ignore")
-        cut = _find_stop(text, self._stop)
+        cut = find_stop(text, self._stop)
         reason = "stop" if cut is not None else None
         if cut is None and self._check is not None:
             cut = self._check(text)
@@ -639,17 +640,6 @@ class _Output:
             if cut_at_newline and b"\n" in piece:
                 return list(guess[:i])
             raw += piece
-            if self._stop and _find_stop(raw.decode("utf-8", "ignore"), self._stop) is not None:
+            if self._stop and find_stop(raw.decode("utf-8", "ignore"), self._stop) is not None:
                 return list(guess[:i])
         return list(guess)
-
-
-def _find_stop(text: str, stop: Sequence[str]) -> int | None:
-    best: int | None = None
-    for s in stop:
-        if not s:
-            continue
-        i = text.find(s)
-        if i >= 0 and (best is None or i < best):
-            best = i
-    return best

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lsp.config import ModelSettings
-from lsp.model.backend import FimTokens, Model, ModelError, StopCheck
+from lsp.model.backend import FimTokens, Model, ModelError, StopCheck, find_stop
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,6 @@ def running_priority(service: Any) -> int:
     getter = getattr(service, "running_priority", None)
     priority = getter() if callable(getter) else None
     return int(priority) if isinstance(priority, int) else COMPLETION
-
-
-def find_stop(text: str, stop: Sequence[str]) -> int | None:
-    best: int | None = None
-    for s in stop:
-        if not s:
-            continue
-        i = text.find(s)
-        if i >= 0 and (best is None or i < best):
-            best = i
-    return best
 
 
 class Cutter:
